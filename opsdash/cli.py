@@ -1,0 +1,90 @@
+"""The ``opsdash`` command: one entry point for every part (design.md section 7).
+
+    opsdash aggregator   fold the bus into the view and publish it
+    opsdash probes       run the active checks and publish their results
+    opsdash gateway      serve the view: WebSocket, REST, frontend
+    opsdash up           all three in one process
+    opsdash demo         up + a simulated platform (private broker/database when none is configured)
+    opsdash watch URL    terminal client of a gateway (wall screen without a browser)
+
+Logging is configured here and only here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+from opsdash.config import Config, ConfigError, load_config
+
+log = logging.getLogger("opsdash")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="opsdash", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="TOML config file (default: $OPSDASH_CONFIG)")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("aggregator", help="fold the bus into the view and publish it")
+    sub.add_parser("probes", help="run the active checks and publish their results")
+    sub.add_parser("gateway", help="serve the view over WebSocket and REST, and the frontend")
+    sub.add_parser("up", help="aggregator + probes + gateway in one process")
+    demo = sub.add_parser("demo", help="up + a simulated platform, with private servers if needed")
+    demo.add_argument("--no-browser-hint", action="store_true", help=argparse.SUPPRESS)
+    watch = sub.add_parser("watch", help="render the live view of a gateway in the terminal")
+    watch.add_argument("url", help="gateway URL, e.g. http://127.0.0.1:8787")
+    watch.add_argument("--token", help="bearer token (display tokens work)")
+    return p
+
+
+async def _run_parts(parts: Sequence[Callable[[Config], Awaitable[None]]], config: Config) -> None:
+    async with asyncio.TaskGroup() as tg:
+        for part in parts:
+            tg.create_task(part(config), name=getattr(part, "__module__", "part"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"opsdash: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    try:
+        match args.command:
+            case "aggregator":
+                from telemetry_bus.service import run_aggregator
+                asyncio.run(run_aggregator(config))
+            case "probes":
+                from probes.runner import run_probes
+                asyncio.run(run_probes(config))
+            case "gateway":
+                from gateway.server import run_gateway
+                asyncio.run(run_gateway(config))
+            case "up":
+                from gateway.server import run_gateway
+                from probes.runner import run_probes
+                from telemetry_bus.service import run_aggregator
+                asyncio.run(_run_parts([run_aggregator, run_probes, run_gateway], config))
+            case "demo":
+                from opsdash.demo import run_demo
+                return run_demo(config, args)
+            case "watch":
+                from gateway.watch import run_watch
+                return asyncio.run(run_watch(args.url, args.token))
+    except KeyboardInterrupt:
+        return 130
+    except ConfigError as exc:
+        print(f"opsdash: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

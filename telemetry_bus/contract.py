@@ -1,0 +1,270 @@
+"""The MQTT contract of opsdash (design.md section 2): topics and payloads as msgspec Structs.
+
+Everything that crosses the broker is one of the Structs below, encoded as JSON so that
+``mosquitto_sub -v -t '$ops/#'`` shows it. The limits on each field (name patterns, finite and
+non-negative numbers, bounded sizes and counts) are what makes bad input detectable: a payload that
+breaks one fails to decode, and the aggregator quarantines it with the decoder's message as reason.
+
+Topic tree, under a configurable root (default ``$ops``)::
+
+    <root>/v1/svc/<service>/<instance>/status    retained, QoS 1
+    <root>/v1/svc/<service>/<instance>/metrics   QoS 1, once per interval (also the heartbeat)
+    <root>/v1/svc/<service>/<instance>/events    QoS 1
+    <root>/v1/probe/<target>                     retained, QoS 1
+    <root>/v1/view/snapshot                      retained, QoS 1
+    <root>/v1/view/patch                         QoS 0
+
+New fields always get defaults, so older senders keep decoding.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+
+__all__ = [
+    "MAX_PAYLOAD_BYTES",
+    "METRIC_PATTERN",
+    "SEGMENT_PATTERN",
+    "Event",
+    "Hist",
+    "Metrics",
+    "ProbeResult",
+    "Status",
+    "Topic",
+    "TopicError",
+    "ViewPatch",
+    "ViewSnapshot",
+    "decode_event",
+    "decode_metrics",
+    "decode_probe",
+    "decode_snapshot",
+    "decode_patch",
+    "decode_status",
+    "encode",
+    "parse_topic",
+    "topics",
+]
+
+SEGMENT_PATTERN: Final = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+METRIC_PATTERN: Final = r"^[a-z][a-z0-9_]{0,63}$"
+#: Largest payload the aggregator accepts on any ops topic; larger ones are quarantined unread.
+MAX_PAYLOAD_BYTES: Final = 256 * 1024
+#: Most series (counters + gauges + histograms) one message may carry.
+MAX_SERIES_PER_MESSAGE: Final = 256
+#: Bucket arrays longer than this are refused (OpenTelemetry's default maximum is 160).
+MAX_BUCKETS: Final = 2048
+
+_SEGMENT_RE: Final = re.compile(SEGMENT_PATTERN)
+
+# Bounds: 2**53 keeps every integer exact in a JavaScript double on the dashboard; 1e15 keeps
+# floats finite (an out-of-range JSON number such as 1e999 decodes to inf and must be refused).
+_MAX_INT: Final = 2**53
+_FIN: Final = 1e15
+
+Name = Annotated[str, msgspec.Meta(pattern=METRIC_PATTERN)]
+BootId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Count = Annotated[int, msgspec.Meta(ge=0, le=_MAX_INT)]
+Seq = Annotated[int, msgspec.Meta(ge=0, le=_MAX_INT)]
+Finite = Annotated[float, msgspec.Meta(ge=-_FIN, le=_FIN)]
+NonNeg = Annotated[float, msgspec.Meta(ge=0, le=_FIN)]
+Timestamp = Annotated[float, msgspec.Meta(ge=0, le=1e11)]
+ShortText = Annotated[str, msgspec.Meta(max_length=128)]
+Text = Annotated[str, msgspec.Meta(max_length=2000)]
+
+
+class Status(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):
+    """Retained presence of one reporter instance; also its Last Will (offline/lost)."""
+
+    state: Literal["online", "offline"]
+    boot: BootId
+    version: ShortText = ""
+    interval_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 1.0
+    ts: Timestamp = 0.0
+    reason: ShortText = ""
+
+
+class Hist(msgspec.Struct, frozen=True, kw_only=True):
+    """A base-2 exponential histogram delta (OpenTelemetry / Prometheus native scheme).
+
+    ``counts[k]`` counts values in (base**(offset+k), base**(offset+k+1)] with
+    base = 2**(2**-scale); values <= 0 go to ``zero_count``.
+    """
+
+    scale: Annotated[int, msgspec.Meta(ge=-10, le=20)]
+    zero_count: Count = 0
+    offset: Annotated[int, msgspec.Meta(ge=-(2**24), le=2**24)] = 0
+    counts: Annotated[list[Count], msgspec.Meta(max_length=MAX_BUCKETS)] = []
+    count: Count = 0
+    sum: Finite = 0.0
+    min: Finite | None = None
+    max: Finite | None = None
+
+
+class Metrics(msgspec.Struct, frozen=True, kw_only=True):
+    """One reporting interval of one instance: heartbeat, counter deltas, totals, gauges, histograms."""
+
+    boot: BootId
+    seq: Seq
+    t0: Timestamp = 0.0
+    t1: Timestamp = 0.0
+    health: Literal["ok", "degraded", "down"] = "ok"
+    detail: Text = ""
+    counters: Annotated[dict[Name, Count], msgspec.Meta(max_length=MAX_SERIES_PER_MESSAGE)] = {}
+    totals: Annotated[dict[Name, Count], msgspec.Meta(max_length=MAX_SERIES_PER_MESSAGE)] = {}
+    gauges: Annotated[dict[Name, Finite], msgspec.Meta(max_length=MAX_SERIES_PER_MESSAGE)] = {}
+    hist: Annotated[dict[Name, Hist], msgspec.Meta(max_length=64)] = {}
+    interval_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] | None = None
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True):
+    """Something notable that happened in a service (an error, a rate limit, a quarantined message)."""
+
+    boot: BootId
+    seq: Seq = 0
+    ts: Timestamp = 0.0
+    kind: Name
+    severity: Literal["debug", "info", "warning", "error", "critical"] = "error"
+    message: Text = ""
+    attrs: Annotated[dict[Annotated[str, msgspec.Meta(max_length=64)], ShortText],
+                     msgspec.Meta(max_length=32)] = {}
+
+
+class ProbeResult(msgspec.Struct, frozen=True, kw_only=True):
+    """Result of one active check of a platform component (retained on ``<root>/v1/probe/<target>``).
+
+    ``metrics`` holds flat numbers (``null`` when unknown); ``details`` holds structured extras such as
+    the largest tables or the container list. ``period_s`` lets the aggregator tell a stale result
+    (older than 3 x period) from a fresh one.
+    """
+
+    ts: Timestamp
+    status: Literal["healthy", "degraded", "down", "unknown"]
+    latency_ms: NonNeg | None = None
+    metrics: Annotated[dict[Name, Finite | None], msgspec.Meta(max_length=MAX_SERIES_PER_MESSAGE)] = {}
+    error: Text | None = None
+    period_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 10.0
+    details: Annotated[dict[Name, Any], msgspec.Meta(max_length=64)] = {}
+
+
+class ViewSnapshot(msgspec.Struct, kw_only=True):
+    """The whole view (design.md section 4), retained on ``<root>/v1/view/snapshot``."""
+
+    seq: int
+    ts: float
+    state: dict[str, Any]
+
+
+class ViewPatch(msgspec.Struct, kw_only=True):
+    """One tick's change: an RFC 7396 merge patch of the view plus the series points to append."""
+
+    seq: int
+    base: int
+    ts: float
+    patch: dict[str, Any]
+    append: dict[str, list[float | None]] = {}
+
+
+_encoder: Final = msgspec.json.Encoder()
+_status_decoder: Final = msgspec.json.Decoder(Status)
+_metrics_decoder: Final = msgspec.json.Decoder(Metrics)
+_event_decoder: Final = msgspec.json.Decoder(Event)
+_probe_decoder: Final = msgspec.json.Decoder(ProbeResult)
+_snapshot_decoder: Final = msgspec.json.Decoder(ViewSnapshot)
+_patch_decoder: Final = msgspec.json.Decoder(ViewPatch)
+
+decode_status = _status_decoder.decode
+decode_metrics = _metrics_decoder.decode
+decode_event = _event_decoder.decode
+decode_probe = _probe_decoder.decode
+decode_snapshot = _snapshot_decoder.decode
+decode_patch = _patch_decoder.decode
+
+
+def encode(obj: object) -> bytes:
+    """Encode any contract Struct (or plain JSON value) to compact JSON bytes."""
+    return _encoder.encode(obj)
+
+
+class TopicError(ValueError):
+    """A topic that is not of the contract's shape (the reason says which part is wrong)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """A parsed ops topic. ``kind`` is status/metrics/events for services, probe, or snapshot/patch."""
+
+    kind: Literal["status", "metrics", "events", "probe", "snapshot", "patch"]
+    service: str = ""
+    instance: str = ""
+    target: str = ""
+
+
+def _check_segment(what: str, value: str) -> str:
+    if not _SEGMENT_RE.match(value):
+        raise TopicError(f"{what} {value[:80]!r} does not match {SEGMENT_PATTERN}")
+    return value
+
+
+def parse_topic(topic: str, root: str) -> Topic:
+    """Parse ``topic`` under ``root``; raise TopicError naming the offending part."""
+    prefix = root + "/v1/"
+    if not topic.startswith(prefix):
+        raise TopicError(f"topic is not under {prefix!r}")
+    parts = topic[len(prefix):].split("/")
+    match parts:
+        case ["svc", service, instance, ("status" | "metrics" | "events") as kind]:
+            return Topic(kind=kind, service=_check_segment("service", service),
+                         instance=_check_segment("instance", instance))
+        case ["probe", target]:
+            return Topic(kind="probe", target=_check_segment("target", target))
+        case ["view", ("snapshot" | "patch") as kind]:
+            return Topic(kind=kind)
+        case _:
+            raise TopicError("unknown topic shape (expected svc/<service>/<instance>/"
+                             "{status,metrics,events}, probe/<target> or view/{snapshot,patch})")
+
+
+class topics:  # noqa: N801 - a namespace of topic builders, used as topics.metrics(...)
+    """Builders for the topic names of the tree, all under a given root."""
+
+    @staticmethod
+    def svc(root: str, service: str, instance: str, kind: str) -> str:
+        return f"{root}/v1/svc/{service}/{instance}/{kind}"
+
+    @staticmethod
+    def status(root: str, service: str, instance: str) -> str:
+        return topics.svc(root, service, instance, "status")
+
+    @staticmethod
+    def metrics(root: str, service: str, instance: str) -> str:
+        return topics.svc(root, service, instance, "metrics")
+
+    @staticmethod
+    def events(root: str, service: str, instance: str) -> str:
+        return topics.svc(root, service, instance, "events")
+
+    @staticmethod
+    def probe(root: str, target: str) -> str:
+        return f"{root}/v1/probe/{target}"
+
+    @staticmethod
+    def snapshot(root: str) -> str:
+        return f"{root}/v1/view/snapshot"
+
+    @staticmethod
+    def patch(root: str) -> str:
+        return f"{root}/v1/view/patch"
+
+
+def check_name(what: str, value: str) -> str:
+    """Validate a service/instance/target name at construction time (reporter side)."""
+    return _check_segment(what, value)
+
+
+def to_builtins(obj: Any) -> Any:
+    """A Struct as plain dicts/lists (for the view)."""
+    return msgspec.to_builtins(obj)
