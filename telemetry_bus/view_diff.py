@@ -1,0 +1,64 @@
+"""RFC 7396 JSON merge patches between views, and the series appends that ride beside them.
+
+Pure functions on plain JSON values (dicts, lists, str, numbers, bool, None).
+
+RFC 7396 reads ``null`` in a patch as "delete this member", so it cannot set a member *to* null. The
+view therefore has a canonical form in which objects hold no ``null`` members: a missing member means
+unknown, exactly as ``null`` would (docs/view.md). :func:`canonical` produces that form; with it,
+applying ``diff(a, b)`` to ``a`` gives exactly ``b``. Lists are replaced whole, so ``null`` inside a
+list (a series point with an unknown value) is kept as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["apply_append", "canonical", "diff", "merge_patch"]
+
+
+def canonical(value: Any) -> Any:
+    """``value`` with every ``null`` member of every object removed (lists are left as they are)."""
+    if isinstance(value, dict):
+        return {k: canonical(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """Apply an RFC 7396 merge patch; returns the new value (``target`` is not mutated)."""
+    if not isinstance(patch, dict):
+        return patch
+    result: dict[str, Any] = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def diff(old: Any, new: Any) -> Any:
+    """The merge patch that turns canonical ``old`` into canonical ``new``; ``{}`` when equal."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new
+    out: dict[str, Any] = {key: None for key in old.keys() - new.keys()}
+    for key, value in new.items():
+        before = old.get(key)
+        if before == value and key in old:
+            continue
+        if isinstance(value, dict) and isinstance(before, dict):
+            sub = diff(before, value)
+            if sub:
+                out[key] = sub
+        else:
+            out[key] = value
+    return out
+
+
+def apply_append(series: dict[str, list[Any]], append: dict[str, Any], max_len: int) -> None:
+    """Push each appended ``[ts, value]`` point onto its series, keeping at most ``max_len`` points."""
+    for name, point in append.items():
+        points = series.setdefault(name, [])
+        points.append(list(point))
+        excess = len(points) - max_len
+        if excess > 0:
+            del points[:excess]
