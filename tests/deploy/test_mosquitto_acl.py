@@ -179,12 +179,14 @@ async def test_gateways_read_the_view_only(acl_broker: Mosquitto, ctx) -> None: 
 
 
 async def test_probes_write_probe_results_and_read_sys(acl_broker: Mosquitto, ctx) -> None:  # type: ignore[no-untyped-def]
-    probes = await watch(*ctx, acl_broker, "opsdash-probes", ["$SYS/broker/uptime", "$ops/v1/probe/#"])
+    probes = await watch(*ctx, acl_broker, "opsdash-probes", ["$SYS/broker/uptime", "$ops/#"])
     admin = await watch(*ctx, acl_broker, "opsdash-admin", ["$ops/#"])
+    canary = "$ops/probe-canary/opsdash-probes-1"
+    await publish_all(acl_broker, "ingest", ["$ops/v1/svc/ingest/i-1/metrics"])
     await publish_all(acl_broker, "opsdash-probes", ["$ops/v1/view/snapshot",  # denied
                                                      "$ops/v1/svc/ingest/i-1/metrics",  # denied
-                                                     "$ops/v1/probe/mqtt"])
-    assert await admin.until("$ops/v1/probe/mqtt") == ["$ops/v1/probe/mqtt"]
-    got = await probes.until("$ops/v1/probe/mqtt")  # its own canary echo comes back
+                                                     "$ops/v1/probe/mqtt", canary])
+    assert await admin.until(canary) == ["$ops/v1/svc/ingest/i-1/metrics", "$ops/v1/probe/mqtt", canary]
+    # it reads its canary echo back, but not the services' metrics or its own probe results
+    assert [t for t in await probes.until(canary) if t.startswith("$ops")] == [canary]
     await probes.until("$SYS/broker/uptime")  # $SYS is published every sys_interval (2 s)
-    assert "$ops/v1/view/snapshot" not in got
