@@ -16,7 +16,8 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from opsdash.config import Config, ConfigError, load_config
 
@@ -41,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-async def _run_parts(parts: Sequence[Callable[[Config], Awaitable[None]]], config: Config) -> None:
+async def _run_parts(parts: Sequence[Callable[[Config], Coroutine[Any, Any, None]]], config: Config) -> None:
     async with asyncio.TaskGroup() as tg:
         for part in parts:
             tg.create_task(part(config), name=getattr(part, "__module__", "part"))
@@ -68,9 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from gateway.server import run_gateway
                 asyncio.run(run_gateway(config))
             case "up":
+                from telemetry_bus.service import run_aggregator
+
                 from gateway.server import run_gateway
                 from probes.runner import run_probes
-                from telemetry_bus.service import run_aggregator
                 asyncio.run(_run_parts([run_aggregator, run_probes, run_gateway], config))
             case "demo":
                 from opsdash.demo import run_demo

@@ -40,9 +40,9 @@ __all__ = [
     "ViewSnapshot",
     "decode_event",
     "decode_metrics",
+    "decode_patch",
     "decode_probe",
     "decode_snapshot",
-    "decode_patch",
     "decode_status",
     "encode",
     "parse_topic",
@@ -228,7 +228,7 @@ def parse_topic(topic: str, root: str) -> Topic:
                              "{status,metrics,events}, probe/<target> or view/{snapshot,patch})")
 
 
-class topics:  # noqa: N801 - a namespace of topic builders, used as topics.metrics(...)
+class topics:
     """Builders for the topic names of the tree, all under a given root."""
 
     @staticmethod

@@ -1,0 +1,132 @@
+"""The aggregator process: the thin MQTT adapter around the pure :class:`~telemetry_bus.fold.Fold`.
+
+It subscribes ``<root>/v1/svc/#`` and ``<root>/v1/probe/#`` (QoS 1) with a persistent session
+(MQTT 3.1.1 ``clean_session=False`` and a fixed client id), so the broker queues what arrives while the
+aggregator restarts (deploy/mosquitto.conf raises ``max_queued_messages`` for that). Every tick it
+publishes the view's merge patch on ``<root>/v1/view/patch`` (QoS 0) and, at start, after each
+reconnect and every ``snapshot_every_s``, the whole view retained on ``<root>/v1/view/snapshot``.
+
+The fold keeps its state across broker outages; the clock is injectable for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import aiomqtt
+
+from telemetry_bus.contract import ViewPatch, ViewSnapshot, encode, topics
+from telemetry_bus.fold import Fold, TickOutput
+
+if TYPE_CHECKING:
+    from opsdash.config import Config
+
+__all__ = ["AggregatorService", "run_aggregator"]
+
+log = logging.getLogger("opsdash.aggregator")
+
+
+class AggregatorService:
+    """Feeds the fold from the broker and publishes the view; ``run()`` until cancelled."""
+
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.acfg = config.aggregator
+        self.root = config.mqtt.topic_root
+        self.clock = clock
+        self.fold = Fold(self.acfg, self.root, clock())
+        self.last: TickOutput | None = None
+        self.connected = asyncio.Event()
+        self.published_patches = 0
+        self.published_snapshots = 0
+        self._client: aiomqtt.Client | None = None
+        self._last_snapshot_at = -math.inf
+        self._need_snapshot = True
+
+    def _new_client(self) -> aiomqtt.Client:
+        ep = self.config.mqtt.endpoint()
+        return aiomqtt.Client(
+            ep.host, ep.port, username=ep.username, password=ep.password,
+            identifier=f"opsdash-aggregator-{self.acfg.id}", clean_session=False,
+            keepalive=self.config.mqtt.keepalive_s, timeout=10,
+            tls_params=aiomqtt.TLSParameters() if ep.tls else None,
+        )
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._connection_loop(), name="aggregator:mqtt")
+            tg.create_task(self._tick_loop(), name="aggregator:tick")
+
+    async def _connection_loop(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                async with self._new_client() as client:
+                    await client.subscribe(f"{self.root}/v1/svc/#", qos=1)
+                    await client.subscribe(f"{self.root}/v1/probe/#", qos=1)
+                    self._client = client
+                    self._need_snapshot = True  # gateways may have missed patches while we were away
+                    self.connected.set()
+                    backoff = 0.2
+                    log.info("aggregator %s subscribed on %s:%s under %s", self.acfg.id,
+                             *self._where(), self.root)
+                    feed, clock = self.fold.feed, self.clock
+                    async for message in client.messages:
+                        payload = message.payload
+                        if not isinstance(payload, bytes):
+                            payload = str(payload).encode() if payload is not None else b""
+                        feed(message.topic.value, payload, clock(), bool(message.retain))
+            except aiomqtt.MqttError as exc:
+                self._client = None
+                self.connected.clear()
+                delay = random.uniform(backoff / 2, backoff)
+                log.warning("aggregator: broker connection lost (%s); reconnecting in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                backoff = min(backoff * 2, 5.0)
+
+    def _where(self) -> tuple[str, int]:
+        ep = self.config.mqtt.endpoint()
+        return ep.host, ep.port
+
+    async def _tick_loop(self) -> None:
+        tick = self.acfg.tick_s
+        while True:
+            # Tick on whole multiples of tick_s of the clock, so series points line up across restarts.
+            now = self.clock()
+            await asyncio.sleep(max(0.0, (math.floor(now / tick) + 1) * tick - now + 0.005))
+            out = self.fold.tick(self.clock())
+            self.last = out
+            await self._publish(out)
+
+    async def _publish(self, out: TickOutput) -> None:
+        client = self._client
+        if client is None:
+            return
+        try:
+            if out.base > 0:  # every tick has its patch; a snapshot is an extra resync point
+                patch = ViewPatch(seq=out.seq, base=out.base, ts=out.ts, patch=out.patch, append=out.append)
+                await client.publish(topics.patch(self.root), encode(patch), qos=0)
+                self.published_patches += 1
+            if self._need_snapshot or out.ts - self._last_snapshot_at >= self.acfg.snapshot_every_s:
+                snap = ViewSnapshot(seq=out.seq, ts=out.ts, state=out.view)
+                await client.publish(topics.snapshot(self.root), encode(snap), qos=1, retain=True)
+                self._last_snapshot_at = out.ts
+                self._need_snapshot = False
+                self.published_snapshots += 1
+        except aiomqtt.MqttError as exc:
+            log.warning("aggregator: could not publish the view (%s)", exc)
+            self._need_snapshot = True
+
+
+async def run_aggregator(config: Config) -> None:
+    """``opsdash aggregator``: run until cancelled (Ctrl-C)."""
+    service = AggregatorService(config)
+    with contextlib.suppress(asyncio.CancelledError):
+        await service.run()
