@@ -1,0 +1,154 @@
+/**
+ * The live connection: opens `/operator/system/live`, says hello, feeds every message to the pure
+ * reducer (state/live/reducer.ts), sends what it asks for (resync), and reconnects with jittered,
+ * capped backoff. It only moves messages; all decisions about the view are the reducer's.
+ */
+import type { ServerMsg } from "./types";
+import { type Action, backoffMs, initialState, type LiveState, step } from "../state/live/reducer";
+
+export interface LiveOptions {
+  url: string;
+  /** The bearer token for the hello message, or null (auth mode none). Called on each connect. */
+  getToken: () => Promise<string | null>;
+  sections?: string[];
+  now?: () => number;
+  random?: () => number;
+  WebSocketImpl?: typeof WebSocket;
+}
+
+type Listener = (s: LiveState) => void;
+
+export function liveUrl(loc: Location = window.location): string {
+  const scheme = loc.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${loc.host}/operator/system/live`;
+}
+
+export class LiveClient {
+  private state: LiveState = initialState;
+  private ws: WebSocket | null = null;
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private tickTimer: ReturnType<typeof setInterval> | null = null;
+  private listeners = new Set<Listener>();
+  private stopped = true;
+  private readonly now: () => number;
+  private readonly random: () => number;
+  private readonly WS: typeof WebSocket;
+
+  constructor(private readonly opts: LiveOptions) {
+    this.now = opts.now ?? Date.now;
+    this.random = opts.random ?? Math.random;
+    this.WS = opts.WebSocketImpl ?? WebSocket;
+  }
+
+  getState(): LiveState {
+    return this.state;
+  }
+
+  subscribe(fn: Listener): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.tickTimer = setInterval(() => this.dispatch({ type: "tick", now: this.now() }), 1000);
+    window.addEventListener("online", this.onOnline);
+    void this.connect();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.tickTimer) clearInterval(this.tickTimer);
+    this.retryTimer = this.tickTimer = null;
+    window.removeEventListener("online", this.onOnline);
+    const ws = this.ws;
+    this.ws = null;
+    ws?.close(1000, "page closed");
+  }
+
+  /** Connect again now (after a login, or when the user asks). */
+  reconnectNow(): void {
+    if (this.stopped) return;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    const ws = this.ws;
+    this.ws = null;
+    if (ws && ws.readyState <= 1) ws.close(1000, "reconnect");
+    void this.connect();
+  }
+
+  private onOnline = (): void => {
+    if (this.state.phase === "reconnecting") this.reconnectNow();
+  };
+
+  private dispatch(action: Action): void {
+    const { state, send } = step(this.state, action);
+    if (send && this.ws && this.ws.readyState === 1) this.ws.send(JSON.stringify(send));
+    if (state !== this.state) {
+      this.state = state;
+      for (const fn of this.listeners) fn(state);
+    }
+  }
+
+  private async connect(): Promise<void> {
+    this.dispatch({ type: "connecting", now: this.now() });
+    let token: string | null = null;
+    try {
+      token = await this.opts.getToken();
+    } catch {
+      token = null;
+    }
+    if (this.stopped) return;
+    let ws: WebSocket;
+    try {
+      ws = new this.WS(this.opts.url);
+    } catch {
+      this.scheduleRetry(1006, "cannot open the socket");
+      return;
+    }
+    this.ws = ws;
+    ws.onopen = () => {
+      if (this.ws !== ws) return;
+      const hello: Record<string, unknown> = { type: "hello" };
+      if (token) hello.token = token;
+      if (this.opts.sections) hello.sections = this.opts.sections;
+      ws.send(JSON.stringify(hello));
+      this.dispatch({ type: "open", now: this.now() });
+    };
+    ws.onmessage = (ev: MessageEvent) => {
+      if (this.ws !== ws || typeof ev.data !== "string") return;
+      let msg: ServerMsg;
+      try {
+        msg = JSON.parse(ev.data) as ServerMsg;
+      } catch {
+        return;
+      }
+      if (msg && typeof msg === "object" && typeof msg.type === "string") {
+        this.dispatch({ type: "message", msg, now: this.now() });
+      }
+    };
+    ws.onclose = (ev: CloseEvent) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.scheduleRetry(ev.code, ev.reason);
+    };
+    // onerror is always followed by onclose; nothing to do here (and nothing to log: the page says it).
+    ws.onerror = () => undefined;
+  }
+
+  private scheduleRetry(code: number, reason: string): void {
+    if (this.stopped) return;
+    const terminal = code === 4401 || code === 4403;
+    const delay = terminal ? null : backoffMs(this.state.attempt, this.random(), code);
+    const now = this.now();
+    this.dispatch({ type: "closed", code, reason, retryAt: delay === null ? null : now + delay, now });
+    if (delay !== null) {
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = null;
+        void this.connect();
+      }, delay);
+    }
+  }
+}

@@ -1,0 +1,70 @@
+import type { ErrorEvent, View } from "../../../api/types";
+import { fmtClock, fmtCount, humanize, isoToTs, UNKNOWN } from "../../../utils/format";
+import { Figure } from "./Figure";
+
+const COUNTS = [
+  ["ingest_failures_1h", "ingest failures"],
+  ["delivery_failures_1h", "delivery failures"],
+  ["auth_failures_1h", "auth failures"],
+  ["rate_limited_1h", "rate limited"],
+  ["quarantined_1h", "quarantined"],
+] as const;
+
+const SEV_ICON: Record<string, string> = { critical: "✖", error: "✖", warning: "▲", info: "ℹ" };
+
+function eventTs(e: ErrorEvent): number | null {
+  return typeof e.ts === "number" ? e.ts : isoToTs(e.timestamp);
+}
+
+/** Newest first, whatever order they came in. */
+export function sortedErrors(view: View | null): ErrorEvent[] {
+  return [...(view?.errors?.errors ?? [])].sort((a, b) => (eventTs(b) ?? 0) - (eventTs(a) ?? 0));
+}
+
+export function ErrorFeed({ view, limit }: { view: View | null; limit: number }) {
+  const counts = view?.errors?.counts;
+  const errors = sortedErrors(view).slice(0, limit);
+  return (
+    <div class="errfeed">
+      <div class="err-counts" data-testid="error-counts">
+        <span class="muted">last hour:</span>
+        {COUNTS.map(([key, label]) => (
+          <span class="chip" key={key} data-testid={`count-${key}`}>
+            <Figure text={fmtCount(counts?.[key])} class="chip-num" /> {label}
+          </span>
+        ))}
+      </div>
+      {errors.length === 0 ? (
+        <div class="muted empty" data-testid="errors-empty">
+          {view?.errors ? "✔ No recent errors" : `Recent errors ${UNKNOWN}`}
+        </div>
+      ) : (
+        <table class="errors" data-testid="errors">
+          <thead>
+            <tr>
+              <th>time</th>
+              <th>service</th>
+              <th>kind</th>
+              <th>message</th>
+            </tr>
+          </thead>
+          <tbody>
+            {errors.map((e, i) => {
+              const sev = e.severity ?? "error";
+              return (
+                <tr class={`sev-${sev}`} key={`${eventTs(e)}-${i}`} data-testid="error-row">
+                  <td class="mono">
+                    <span class="sev-icon" aria-label={sev} title={sev}>{SEV_ICON[sev] ?? "•"}</span> {fmtClock(eventTs(e))}
+                  </td>
+                  <td>{e.instance ?? e.service ?? UNKNOWN}</td>
+                  <td>{humanize(e.type)}</td>
+                  <td class="msg" title={e.message ?? undefined}>{e.message ?? ""}</td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      )}
+    </div>
+  );
+}

@@ -1,0 +1,69 @@
+import type { LiveState } from "../../../state/live/reducer";
+import { normStatus, sinceUpdateS, viewStale } from "../../../state/live/selectors";
+import { fmtAge, fmtDuration, fmtRatio } from "../../../utils/format";
+import { StatusBadge } from "./StatusBadge";
+
+/** What the connection is doing, in words (and an icon), for the header. */
+export function connectionText(live: LiveState, now: number): { icon: string; text: string; cls: string } {
+  switch (live.phase) {
+    case "idle":
+    case "connecting":
+      return { icon: "◌", text: live.attempt > 0 ? `Reconnecting (attempt ${live.attempt + 1})…` : "Connecting…", cls: "warn" };
+    case "syncing":
+      return { icon: "◌", text: "Connected, waiting for data…", cls: "warn" };
+    case "live":
+      if (live.gatewayStale) return { icon: "⏸", text: "Connected · aggregator silent", cls: "warn" };
+      if (live.awaitingSnapshot) return { icon: "↻", text: "Live · resyncing", cls: "warn" };
+      return { icon: "●", text: "Live", cls: "ok" };
+    case "reconnecting": {
+      const wait = live.retryAt === null ? null : Math.max(0, (live.retryAt - now) / 1000);
+      return {
+        icon: "✖",
+        text: `Disconnected · retry ${wait === null ? "soon" : `in ${fmtDuration(Math.ceil(wait))}`} (attempt ${live.attempt})`,
+        cls: "bad",
+      };
+    }
+    case "unauthorized":
+      return { icon: "🔒", text: "Login required", cls: "bad" };
+    case "forbidden":
+      return { icon: "⛔", text: "Access denied", cls: "bad" };
+  }
+}
+
+export function Header({ live, now, wall, controls }: {
+  live: LiveState;
+  now: number;
+  wall: boolean;
+  controls: preact.ComponentChildren;
+}) {
+  const view = live.view;
+  const stale = viewStale(live, now);
+  const overall = view ? normStatus(view.health?.status) : "unknown";
+  const conn = connectionText(live, now);
+  const since = sinceUpdateS(live, now);
+  const comp = view?.meta?.completeness;
+  return (
+    <header class={`top${stale ? " top-stale" : ""}`} data-testid="header">
+      <div class="brand">
+        <span class="logo" aria-hidden="true">◆</span>
+        <span class="brand-name">System status</span>
+      </div>
+      <div class="overall" data-testid="overall" data-status={overall}>
+        <StatusBadge status={overall} big />
+      </div>
+      <div class={`conn conn-${conn.cls}`} data-testid="connection" data-phase={live.phase} role="status" aria-live="polite">
+        <span aria-hidden="true">{conn.icon}</span> {conn.text}
+      </div>
+      <div class={`last${stale ? " is-stale" : ""}`} data-testid="last-update">
+        Last update: <strong>{since === null ? "never" : fmtAge(since)}</strong>
+        {stale && view && <span class="stale-word"> ⏸ stale</span>}
+      </div>
+      <div class="complete" data-testid="completeness" title={
+        comp ? `${comp.received_intervals ?? "?"} intervals received, ${comp.missing_intervals ?? "?"} missing` : undefined
+      }>
+        Data completeness: <strong>{fmtRatio(comp?.ratio)}</strong>
+      </div>
+      {!wall && <div class="controls">{controls}</div>}
+    </header>
+  );
+}

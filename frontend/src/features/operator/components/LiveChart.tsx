@@ -1,0 +1,66 @@
+import { useEffect, useRef } from "preact/hooks";
+import uPlot from "uplot";
+import "uplot/dist/uPlot.min.css";
+import type { SeriesPoint } from "../../../api/types";
+import { buildOptions, type Line, toColumns } from "../../../utils/uplot/options";
+
+export interface LiveChartProps {
+  series: (SeriesPoint[] | null | undefined)[];
+  lines: Line[];
+  markers: number[];
+  windowS: number;
+  testId?: string;
+  label: string;
+}
+
+/**
+ * A uPlot line chart created once, fed with `setData` on every update (no re-creation, no flicker),
+ * resized with its box, destroyed on unmount.
+ */
+export function LiveChart({ series, lines, markers, windowS, testId, label }: LiveChartProps) {
+  const box = useRef<HTMLDivElement>(null);
+  const plot = useRef<uPlot | null>(null);
+  const markersRef = useRef<number[]>(markers);
+  const latestRef = useRef<number | null>(null);
+  const data = toColumns(series);
+  markersRef.current = markers;
+  latestRef.current = data[0].length ? (data[0][data[0].length - 1] ?? null) : null;
+
+  useEffect(() => {
+    const el = box.current;
+    if (!el) return;
+    const opts = buildOptions({
+      width: el.clientWidth,
+      height: el.clientHeight,
+      lines,
+      windowS,
+      markers: () => markersRef.current,
+      latestX: () => latestRef.current,
+      nowS: () => Date.now() / 1000,
+    });
+    const u = new uPlot(opts, toColumns(series) as uPlot.AlignedData, el);
+    plot.current = u;
+    let ro: ResizeObserver | null = null;
+    if (typeof ResizeObserver !== "undefined") {
+      ro = new ResizeObserver(() => {
+        const w = el.clientWidth;
+        const h = el.clientHeight;
+        if (w > 0 && h > 0 && (w !== u.width || h !== u.height)) u.setSize({ width: w, height: h });
+      });
+      ro.observe(el);
+    }
+    return () => {
+      ro?.disconnect();
+      u.destroy();
+      plot.current = null;
+    };
+    // Created once: later data goes through setData below.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, []);
+
+  useEffect(() => {
+    plot.current?.setData(data as uPlot.AlignedData);
+  });
+
+  return <div class="chart" ref={box} data-testid={testId} role="img" aria-label={label} />;
+}

@@ -1,0 +1,112 @@
+import type { View } from "../../../api/types";
+import type { LiveState } from "../../../state/live/reducer";
+import {
+  COMPONENTS,
+  component,
+  instanceCounts,
+  normStatus,
+  probeStaleAfterS,
+  serviceAgeS,
+  tileAge,
+  viewStale,
+  liveAge,
+} from "../../../state/live/selectors";
+import { fmtAge, fmtCount, fmtDecimal, fmtMs, fmtUsedOf } from "../../../utils/format";
+import { Figure } from "./Figure";
+import { StatusBadge } from "./StatusBadge";
+
+interface KeyFigure {
+  main: string;
+  unit: string;
+  sub: string | null;
+}
+
+/** The one figure that matters for each component (seed: "Key Metrics"), and a second line. */
+export function keyFigure(view: View | null, id: string): KeyFigure {
+  const c = component(view, id);
+  const t = view?.metrics?.throughput;
+  const lat = c?.latency_ms != null ? `latency ${fmtMs(c.latency_ms)}` : null;
+  switch (id) {
+    case "postgres": {
+      const cap = view?.capacity?.postgres;
+      return { main: fmtUsedOf(c?.connections ?? cap?.connections_used, c?.max_connections ?? cap?.connections_max), unit: "connections", sub: lat };
+    }
+    case "influxdb":
+      return { main: fmtCount(c?.file_count ?? view?.capacity?.influxdb?.file_count), unit: "files", sub: lat };
+    case "mqtt":
+      return { main: fmtCount(c?.connected_clients), unit: "clients", sub: lat };
+    case "keycloak":
+      return { main: fmtCount(c?.active_sessions), unit: "sessions", sub: lat };
+    case "ingest":
+      return { main: fmtDecimal(t?.ingest_rate_per_sec), unit: "msg/s", sub: `queue ${fmtCount(c?.queue_depth)}` };
+    case "evaluator":
+      return { main: fmtDecimal(t?.rules_rate_per_sec), unit: "rules/s", sub: `alerts ${fmtDecimal(t?.alert_rate_per_sec)}/s` };
+    case "dispatcher":
+      return { main: fmtDecimal(t?.routed_rate_per_sec), unit: "alerts/s", sub: null };
+    case "delivery":
+      return { main: fmtCount(c?.pending_jobs), unit: "pending", sub: `sent ${fmtDecimal(t?.delivery_rate_per_sec)}/s` };
+    default:
+      return { main: "", unit: "", sub: null };
+  }
+}
+
+export function ServiceHealthGrid({ live, now }: { live: LiveState; now: number }) {
+  const view = live.view;
+  return (
+    <section class="health-grid" aria-label="Service health" data-testid="health-grid">
+      {COMPONENTS.map(({ id, label, kind }) => {
+        const c = component(view, id);
+        const status = normStatus(c?.status);
+        const fig = keyFigure(view, id);
+        let ageS: number | null;
+        let stale: boolean;
+        if (kind === "probe") {
+          ({ ageS, stale } = tileAge(c?.age_s, probeStaleAfterS(view?.probes?.[id]), live, now));
+        } else {
+          // A service's own freshness is judged by the aggregator (silence turns it down); the tile
+          // greys only when the view itself is stale.
+          ageS = liveAge(serviceAgeS(view, id) ?? c?.age_s, live, now);
+          stale = viewStale(live, now);
+        }
+        const inst = kind === "service" ? instanceCounts(view, id) : null;
+        return (
+          <article
+            class={`hcard st-${status}${stale ? " stale" : ""}`}
+            data-testid={`comp-${id}`}
+            data-status={status}
+            data-stale={stale}
+            key={id}
+          >
+            <header>
+              <h3>{label}</h3>
+              <StatusBadge status={status} />
+            </header>
+            <div class="hcard-fig">
+              <Figure text={fig.main} class="big" testId={`comp-${id}-figure`} />
+              <span class="unit">{fig.unit}</span>
+            </div>
+            <div class="hcard-sub">
+              {inst && (
+                <span class="inst" data-testid={`comp-${id}-instances`}>
+                  {inst.total === null ? "instances unknown" : `${inst.healthy ?? "?"}/${inst.total} healthy`}
+                </span>
+              )}
+              {fig.sub && <span>{fig.sub}</span>}
+            </div>
+            {status !== "healthy" && (
+              <div class="reason" data-testid={`comp-${id}-reason`} title={c?.reason ?? undefined}>
+                {c?.reason ?? (c ? "no reason given" : "no data for this component")}
+              </div>
+            )}
+            <footer>
+              {stale && <span class="stale-word">⏸ stale</span>}
+              <span class="age" data-testid={`comp-${id}-age`}>
+                {kind === "service" ? "seen" : "checked"} {fmtAge(ageS)}
+              </span>
+            </footer>
+          </article>
+        );
+      })}
+    </section>
+  );
+}
