@@ -1,0 +1,217 @@
+"""MQTT broker probe: connect latency, ``$SYS`` figures and a round-trip canary.
+
+Each check connects (latency = time to CONNACK), subscribes to ``$SYS/broker/#`` (mosquitto publishes
+it retained, so the last values arrive at once) and to its own canary topic, publishes a nonce there
+at QoS 1 and times the echo. A broker that is down fails the connect; a broker that accepts
+connections but routes nothing fails the canary; an idle platform ("publishers silent") still passes
+the canary and shows up as low message rates instead.
+
+Figures (mosquitto 2.x, see ../shared/contracts/mosquitto-sys.md):
+``clients/connected`` (includes this probe when the broker's last ``$SYS`` tick saw it),
+``load/messages/{received,sent}/1min`` (messages per minute, averaged over 1 min; divided by 60),
+``uptime`` ("N seconds"; the broker's own heartbeat: if it stops moving, the broker is stalled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import aiomqtt
+
+from probes.config import MqttProbeConfig
+from probes.core import ProbeError, Reading
+from telemetry_bus.config import MqttConfig
+
+__all__ = ["MqttProbe", "UptimeWatch", "mqtt_reading", "parse_sys"]
+
+SYS_FILTER: Final = "$SYS/broker/#"
+_S: Final = "$SYS/broker/"
+#: metric -> ($SYS topic, divisor)
+_SYS_METRICS: Final[dict[str, tuple[str, float]]] = {
+    "connected_clients": ("clients/connected", 1.0),
+    "messages_received_per_s": ("load/messages/received/1min", 60.0),
+    "messages_sent_per_s": ("load/messages/sent/1min", 60.0),
+    "uptime_s": ("uptime", 1.0),
+    "publish_received_per_s": ("load/publish/received/1min", 60.0),
+    "publish_sent_per_s": ("load/publish/sent/1min", 60.0),
+    "publish_dropped_total": ("publish/messages/dropped", 1.0),
+    "subscriptions": ("subscriptions/count", 1.0),
+    "retained_messages": ("retained messages/count", 1.0),
+    "heap_bytes": ("heap/current", 1.0),
+}
+_WANTED: Final = ("clients/connected", "load/messages/received/1min", "load/messages/sent/1min", "uptime")
+
+
+def _number(text: str) -> float | None:
+    token = text.strip().split(" ", 1)[0]  # "1234 seconds" -> 1234
+    try:
+        return float(token)
+    except ValueError:
+        return None
+
+
+def parse_sys(values: Mapping[str, str]) -> dict[str, float | int | None]:
+    """``$SYS`` payloads (topic without ``$SYS/broker/`` -> text) -> metrics; missing ones are None."""
+    out: dict[str, float | int | None] = {}
+    for metric, (topic, div) in _SYS_METRICS.items():
+        raw = values.get(topic)
+        value = None if raw is None else _number(raw)
+        if value is None:
+            out[metric] = None
+        elif div == 1.0 and value.is_integer():
+            out[metric] = int(value)
+        else:
+            out[metric] = round(value / div, 4)
+    return out
+
+
+@dataclass(slots=True)
+class UptimeWatch:
+    """Remembers when the broker's uptime last moved, to tell a stalled broker from a live one."""
+
+    value: float | None = None
+    changed_at: float | None = None
+    restarts: int = 0
+
+    def update(self, uptime: float | None, now: float) -> float | None:
+        """Feed this cycle's uptime; returns for how long it has not moved (None: moving/unknown)."""
+        if uptime is None:
+            return None
+        if self.value is None or uptime != self.value:
+            if self.value is not None and uptime < self.value:
+                self.restarts += 1
+            self.value, self.changed_at = uptime, now
+            return None
+        assert self.changed_at is not None
+        return now - self.changed_at
+
+
+@dataclass(frozen=True, slots=True)
+class MqttRaw:
+    connect_ms: float
+    sys: Mapping[str, str]
+    canary_rtt_ms: float
+    uptime_stuck_s: float | None = None
+    stuck_limit_s: float = 30.0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def mqtt_reading(raw: MqttRaw) -> Reading:
+    """Pure: raw answers -> metrics and warnings."""
+    metrics = parse_sys(raw.sys)
+    metrics["canary_rtt_ms"] = round(raw.canary_rtt_ms, 3)
+    warnings: list[str] = []
+    if not raw.sys:
+        warnings.append("no $SYS figures (sys_interval 0, or no read access to $SYS/#)")
+    if raw.uptime_stuck_s is not None and raw.uptime_stuck_s > raw.stuck_limit_s:
+        warnings.append(f"broker uptime stuck at {metrics['uptime_s']} s for {raw.uptime_stuck_s:.0f} s "
+                        f"($SYS not updating: broker stalled?)")
+    details: dict[str, Any] = dict(raw.extra)
+    if "version" in raw.sys:
+        details["version"] = raw.sys["version"]
+    return Reading(latency_ms=raw.connect_ms, metrics=metrics, details=details, warnings=tuple(warnings))
+
+
+def _force_close(client: aiomqtt.Client) -> None:
+    with contextlib.suppress(Exception):
+        client._client._reset_sockets()
+
+
+class MqttProbe:
+    """The ``mqtt`` target."""
+
+    target = "mqtt"
+
+    def __init__(self, settings: MqttProbeConfig, *, bus: MqttConfig) -> None:
+        self.settings = settings
+        self.bus = MqttConfig(url=settings.url, topic_root=bus.topic_root,
+                              keepalive_s=bus.keepalive_s) if settings.url else bus
+        self.uptime = UptimeWatch()
+        self._n = 0
+
+    async def check(self) -> Reading:
+        cfg = self.settings
+        ep = self.bus.endpoint()
+        loop = asyncio.get_running_loop()
+        self._n += 1
+        client_id = f"opsdash-probe-mqtt-{os.getpid()}-{self._n}"
+        canary = cfg.canary_topic or f"{self.bus.topic_root}/probe-canary/{client_id}"
+        nonce = f"{client_id}:{time.time_ns()}".encode()
+        client = aiomqtt.Client(ep.host, ep.port, username=ep.username, password=ep.password,
+                                identifier=client_id, keepalive=max(5, int(cfg.timeout_s) + 5),
+                                timeout=cfg.timeout_s, clean_session=True,
+                                tls_params=aiomqtt.TLSParameters() if ep.tls else None)
+        t0 = time.perf_counter()
+        try:
+            await client.__aenter__()
+        except aiomqtt.MqttError as exc:
+            _force_close(client)
+            raise _mqtt_error(exc, f"{ep.host}:{ep.port}") from exc
+        except BaseException:
+            _force_close(client)
+            raise
+        connect_ms = (time.perf_counter() - t0) * 1000
+        sys: dict[str, str] = {}
+        try:
+            try:
+                await client.subscribe([(SYS_FILTER, 0), (canary, 1)])
+                t_pub = time.perf_counter()
+                await client.publish(canary, nonce, qos=1)
+                rtt_ms: float | None = None
+                sys_deadline = loop.time() + cfg.sys_wait_s
+                canary_deadline = loop.time() + max(cfg.sys_wait_s, cfg.timeout_s * 0.8 - connect_ms / 1000)
+                messages = client.messages.__aiter__()
+                while True:
+                    have_sys = all(t in sys for t in _WANTED)
+                    if rtt_ms is not None and (have_sys or loop.time() >= sys_deadline):
+                        break
+                    deadline = canary_deadline if rtt_ms is None else sys_deadline
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        async with asyncio.timeout(remaining):
+                            msg = await messages.__anext__()
+                    except TimeoutError:
+                        continue
+                    topic = msg.topic.value
+                    if topic == canary and msg.payload == nonce:
+                        rtt_ms = (time.perf_counter() - t_pub) * 1000
+                    elif topic.startswith(_S) and isinstance(msg.payload, bytes | bytearray):
+                        sys[topic[len(_S):]] = bytes(msg.payload).decode("utf-8", "replace")
+                if rtt_ms is None:
+                    waited = time.perf_counter() - t_pub
+                    raise ProbeError(f"canary not echoed within {waited:.1f} s: the broker accepts "
+                                     f"connections but does not route messages")
+            except aiomqtt.MqttError as exc:
+                raise _mqtt_error(exc, f"{ep.host}:{ep.port}") from exc
+        except BaseException:
+            _force_close(client)
+            raise
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1.0):
+                await client.__aexit__(None, None, None)
+        if rtt_ms is None:  # pragma: no cover - raised above
+            raise ProbeError("canary lost")
+        uptime = parse_sys(sys)["uptime_s"]
+        stuck = self.uptime.update(None if uptime is None else float(uptime), loop.time())
+        return mqtt_reading(MqttRaw(
+            connect_ms=connect_ms, sys=sys, canary_rtt_ms=rtt_ms, uptime_stuck_s=stuck,
+            stuck_limit_s=max(30.0, 3 * cfg.period_s),
+            extra={"restarts_seen": self.uptime.restarts, "canary_topic": canary}))
+
+
+def _mqtt_error(exc: aiomqtt.MqttError, where: str) -> ProbeError:
+    text = str(exc)
+    low = text.lower()
+    if "refused" in low and ("111" in low or "connection refused" in low):
+        return ProbeError(f"connection refused: nothing listens on {where}")
+    if "not authori" in low or "bad user name or password" in low or "code:5" in low or "code:4" in low:
+        return ProbeError(f"authentication failed at {where}: {text}")
+    return ProbeError(f"broker {where}: {text}")
