@@ -1,0 +1,767 @@
+"""The gateway process: MQTT view in, WebSocket push + REST + static frontend out, on one port.
+
+    gw = Gateway(config.gateway, config.mqtt)
+    async with gw:                 # listens, subscribes <root>/v1/view/#, runs its loops
+        print(gw.port)
+        await gw.wait_closed()
+
+The view itself lives in the pure :class:`gateway.store.ViewStore`; this module only moves bytes:
+
+- one MQTT loop (aiomqtt; reconnects with jittered, capped backoff) feeds the store;
+- after each applied patch, one encoded message per section set is broadcast (``websockets.broadcast``
+  writes the same bytes to each connection, no await, no per-client encode). A client whose unsent
+  bytes exceed ``send_buffer_limit_bytes`` is skipped (it misses patches), gets a fresh snapshot once
+  it drains, and is dropped when it stays over the limit for ``lag_drop_after_s``; so its memory is
+  bounded by the limit plus one message and it never delays the others;
+- a housekeeping loop sends ``meta`` frames on staleness changes (and every ``meta_every_s`` while
+  stale), closes sockets whose token expired, and drops stalled clients;
+- ``process_request`` answers plain HTTP (REST, /metrics, /healthz, /openapi.json, the frontend) and
+  checks Origin, rate and auth before a WebSocket upgrade.
+
+WebSocket protocol: docs/websocket.md. Endpoints and limits: docs/gateway.md, gateway/openapi.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import http
+import ipaddress
+import json
+import logging
+import os
+import random
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import parse_qs, urlsplit
+
+import aiomqtt
+import msgspec
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from gateway.auth import Authenticator, AuthError, JwksCache, Principal, bearer
+from gateway.config import GatewayConfig, parse_listen
+from gateway.rest import SEED_SECTIONS, SeriesQueryError, prometheus_text, section, series_query
+from gateway.static import StaticFiles
+from gateway.store import Outcome, Sections, ViewStore, parse_sections
+from telemetry_bus.config import MqttConfig
+from telemetry_bus.contract import decode_patch, decode_snapshot, topics
+
+__all__ = ["LIVE_PATH", "Gateway", "GatewayStartError", "run_gateway"]
+
+log = logging.getLogger("opsdash.gateway")
+
+LIVE_PATH: Final = "/operator/system/live"
+OPENAPI_PATH: Final = Path(__file__).with_name("openapi.json")
+REPO_DIST: Final = Path(__file__).resolve().parents[1] / "frontend" / "dist"
+
+# Close codes (docs/websocket.md).
+CLOSE_UNAUTHORIZED: Final = 4401
+CLOSE_FORBIDDEN: Final = 4403
+CLOSE_AUTH_TIMEOUT: Final = 4408
+CLOSE_RATE_LIMITED: Final = 4429
+CLOSE_POLICY: Final = 1008
+
+_encoder: Final = msgspec.json.Encoder()
+_GZIP_MIN: Final = 1400
+
+
+class GatewayStartError(Exception):
+    """The gateway cannot start as configured (the message says why)."""
+
+
+class TokenBucket:
+    """``rate`` per second with bursts of ``burst``; time passed in."""
+
+    __slots__ = ("burst", "rate", "tokens", "updated")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = float(burst)
+        self.updated = now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+@dataclass(eq=False)
+class Client:
+    conn: ServerConnection
+    address: str
+    bucket: TokenBucket
+    principal: Principal | None = None
+    sections: Sections = None
+    #: Seq of the last view message this client got (None: none yet / must get a snapshot).
+    seq: int | None = None
+    lagging_since: float | None = None
+    live: bool = False
+
+
+@dataclass
+class Counters:
+    """The gateway's own figures (the hook for reporting the gateway on the bus, issue 6)."""
+
+    connections_total: int = 0
+    patches_sent_total: int = 0
+    snapshots_sent_total: int = 0
+    bytes_sent_total: int = 0
+    skipped_total: int = 0
+    resyncs_total: int = 0
+    dropped_slow_total: int = 0
+    auth_failures_total: int = 0
+    refused: dict[str, int] = field(default_factory=dict)
+    bad_messages_total: int = 0
+    mqtt_connects_total: int = 0
+
+    def refuse(self, reason: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+
+
+def _json_response(status: int, body: Any, extra: list[tuple[str, str]] | None = None,
+                   accept_encoding: str | None = None) -> Response:
+    data = body if isinstance(body, bytes) else _encoder.encode(body)
+    headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store"), *(extra or [])]
+    if len(data) >= _GZIP_MIN and "gzip" in (accept_encoding or "").lower():
+        data = gzip.compress(data, compresslevel=5)
+        headers += [("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")]
+    return _response(status, headers, data)
+
+
+def _response(status: int, headers: list[tuple[str, str]], body: bytes) -> Response:
+    h = Headers(headers)
+    h["Content-Length"] = str(len(body))
+    h["Connection"] = "close"
+    return Response(status, http.HTTPStatus(status).phrase, h, body)
+
+
+def _error(status: int, code: str, message: str, extra: list[tuple[str, str]] | None = None) -> Response:
+    return _json_response(status, {"error": code, "message": message}, extra)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Gateway:
+    """One gateway: see the module docstring."""
+
+    def __init__(self, cfg: GatewayConfig, mqtt: MqttConfig,
+                 clock: Callable[[], float] = time.monotonic,
+                 wallclock: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self.mqtt = mqtt
+        self.clock = clock
+        self.wallclock = wallclock
+        self.host, self._port = parse_listen(cfg.listen)
+        if cfg.auth == "none" and not _is_loopback(self.host):
+            raise GatewayStartError(
+                f"auth mode 'none' only on a loopback address, but listen is {cfg.listen!r}: "
+                "set OPSDASH_AUTH=token (with OPSDASH_TOKENS) or oidc, or listen on 127.0.0.1")
+        self.id = cfg.id or f"{socket.gethostname()}-{os.getpid()}"
+        jwks = None
+        if cfg.auth == "oidc":
+            url = cfg.oidc_jwks_url or cfg.oidc_issuer.rstrip("/") + "/protocol/openid-connect/certs"
+            jwks = JwksCache(url, min_refresh_s=cfg.jwks_min_refresh_s, max_age_s=cfg.jwks_max_age_s,
+                             clock=clock)
+        try:
+            self.auth = Authenticator(
+                cfg.auth, tokens=cfg.tokens, display_tokens=cfg.display_tokens,
+                display_sections=cfg.display_sections, issuer=cfg.oidc_issuer,
+                audience=cfg.oidc_audience, role=cfg.oidc_role, algorithms=cfg.oidc_algorithms,
+                leeway_s=cfg.oidc_leeway_s, jwks=jwks, wallclock=wallclock)
+        except ValueError as exc:
+            raise GatewayStartError(str(exc)) from exc
+        self.store = ViewStore()
+        self.static = StaticFiles(cfg.static_dir or REPO_DIST)
+        self.counters = Counters()
+        self.clients: dict[ServerConnection, Client] = {}
+        self.groups: dict[Sections, set[Client]] = {}
+        self.per_address: dict[str, int] = {}
+        self.buckets: dict[str, TokenBucket] = {}
+        self.pending: dict[ServerConnection, Principal] = {}
+        self.mqtt_connected = False
+        self.stale = True
+        self._last_meta = 0.0
+        self._server: Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._openapi: bytes | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            return self._port
+        return int(next(iter(self._server.sockets)).getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await serve(
+            self._handler, self.host, self._port, process_request=self._process_request,
+            compression="deflate" if self.cfg.compression == "deflate" else None,
+            max_size=self.cfg.max_message_bytes, max_queue=4,
+            ping_interval=self.cfg.ping_interval_s, ping_timeout=self.cfg.ping_timeout_s,
+            server_header="opsdash-gateway", logger=logging.getLogger("opsdash.gateway.ws"))
+        if self.auth.jwks is not None:
+            self._tasks.append(asyncio.create_task(self._first_jwks(), name="gateway-jwks"))
+        self._tasks.append(asyncio.create_task(self._mqtt_loop(), name="gateway-mqtt"))
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="gateway-housekeeping"))
+        log.info("gateway %s listening on %s (auth %s)", self.id, self.url, self.cfg.auth)
+
+    async def _first_jwks(self) -> None:
+        if self.auth.jwks is not None and not await self.auth.jwks.refresh():
+            log.warning("no JWKS yet: OIDC tokens are refused until %s answers", self.auth.jwks.url)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def wait_closed(self) -> None:
+        assert self._server is not None
+        await self._server.wait_closed()
+
+    # -- MQTT ----------------------------------------------------------------------------------------
+    async def _mqtt_loop(self) -> None:
+        ep = self.mqtt.endpoint()
+        root = self.mqtt.topic_root
+        backoff = self.cfg.backoff_initial_s
+        while True:
+            try:
+                async with aiomqtt.Client(
+                        ep.host, ep.port, username=ep.username, password=ep.password,
+                        identifier=f"opsdash-gateway-{self.id}-{random.randrange(1 << 30):x}",
+                        keepalive=self.mqtt.keepalive_s, max_queued_incoming_messages=1000,
+                        tls_context=ssl.create_default_context() if ep.tls else None) as client:
+                    await client.subscribe(f"{root}/v1/view/#", qos=1)
+                    self.mqtt_connected = True
+                    self.counters.mqtt_connects_total += 1
+                    backoff = self.cfg.backoff_initial_s
+                    log.info("subscribed to %s/v1/view/# on %s:%s", root, ep.host, ep.port)
+                    snap_topic, patch_topic = topics.snapshot(root), topics.patch(root)
+                    async for message in client.messages:
+                        self.feed(str(message.topic), bytes(message.payload), snap_topic, patch_topic)
+            except aiomqtt.MqttError as exc:
+                log.warning("broker %s:%s: %s; retrying in about %.1f s", ep.host, ep.port, exc, backoff)
+            finally:
+                self.mqtt_connected = False
+            self._check_stale(self.clock())
+            await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+            backoff = min(backoff * 2, self.cfg.backoff_max_s)
+
+    def feed(self, topic: str, payload: bytes, snap_topic: str, patch_topic: str) -> None:
+        """One message from the broker into the store, then out to the clients."""
+        now = self.clock()
+        try:
+            if topic == snap_topic:
+                outcome = self.store.apply_snapshot(decode_snapshot(payload), now)
+            elif topic == patch_topic:
+                outcome = self.store.apply_patch(decode_patch(payload), now)
+            else:
+                return
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self.counters.bad_messages_total += 1
+            log.warning("undecodable view message on %s: %s", topic, exc)
+            return
+        if outcome is Outcome.PATCH:
+            self._fan_out_patch(now)
+        elif outcome is Outcome.SNAPSHOT:
+            self._fan_out_snapshot(now)
+        self._check_stale(now)
+
+    # -- fan-out -------------------------------------------------------------------------------------
+    def _buffered(self, c: Client) -> int:
+        transport = c.conn.transport
+        if transport is None or transport.is_closing():
+            return -1
+        return int(transport.get_write_buffer_size())
+
+    def _over_limit(self, c: Client, now: float) -> bool:
+        """True when ``c`` must be skipped this tick (lagging, or closed); drops it past the bound."""
+        size = self._buffered(c)
+        if size < 0:
+            return True
+        limit = self.cfg.send_buffer_limit_bytes
+        if c.lagging_since is not None:
+            if size <= limit // 2:
+                return False
+        elif size <= limit:
+            return False
+        if c.lagging_since is None:
+            c.lagging_since = now
+            c.seq = None  # it misses this patch: it will need a snapshot
+        self.counters.skipped_total += 1
+        if now - c.lagging_since > self.cfg.lag_drop_after_s:
+            self._drop(c, "slow client: stayed over the send buffer limit")
+        return True
+
+    def _drop(self, c: Client, why: str) -> None:
+        self.counters.dropped_slow_total += 1
+        log.info("dropping %s: %s", c.address, why)
+        self._unregister(c)
+        if c.conn.transport is not None:
+            c.conn.transport.abort()  # a close frame would queue behind what it cannot read
+
+    def _send(self, c: Client, data: bytes) -> None:
+        broadcast([c.conn], data, text=True)
+        self.counters.bytes_sent_total += len(data)
+
+    def _send_snapshot(self, c: Client) -> None:
+        if self.store.state is None:
+            return
+        self._send(c, self.store.snapshot_message(c.sections))
+        self.counters.snapshots_sent_total += 1
+        c.seq = self.store.seq
+        if c.lagging_since is not None:
+            self.counters.resyncs_total += 1
+            c.lagging_since = None
+
+    def _fan_out_patch(self, now: float) -> None:
+        patch = self.store.last_patch
+        assert patch is not None
+        for sections, members in self.groups.items():
+            ready = []
+            for c in list(members):
+                if self._over_limit(c, now):
+                    continue
+                if c.seq == patch.base:
+                    ready.append(c.conn)
+                    c.seq = patch.seq
+                else:
+                    self._send_snapshot(c)
+            if ready:
+                data = self.store.patch_message(sections)
+                broadcast(ready, data, text=True)
+                self.counters.patches_sent_total += len(ready)
+                self.counters.bytes_sent_total += len(data) * len(ready)
+
+    def _fan_out_snapshot(self, now: float) -> None:
+        for members in self.groups.values():
+            for c in list(members):
+                if not self._over_limit(c, now):
+                    self._send_snapshot(c)
+
+    # -- meta and housekeeping ----------------------------------------------------------------------
+    def view_age(self, now: float | None = None) -> float | None:
+        return self.store.age(self.clock() if now is None else now)
+
+    def _is_stale(self, now: float) -> bool:
+        age = self.store.age(now)
+        return not self.mqtt_connected or age is None or age > self.cfg.stale_after_s
+
+    def meta_message(self, now: float) -> bytes:
+        age = self.store.age(now)
+        return _encoder.encode({"type": "meta", "stale": self._is_stale(now),
+                                "age_s": None if age is None else round(age, 3), "gateway": self.id})
+
+    def _check_stale(self, now: float) -> None:
+        stale = self._is_stale(now)
+        due = stale and now - self._last_meta >= self.cfg.meta_every_s
+        if stale != self.stale or due:
+            if stale != self.stale:
+                log.log(logging.WARNING if stale else logging.INFO, "view is %s (age %s s)",
+                        "stale" if stale else "fresh again", self.store.age(now))
+            self.stale = stale
+            self._last_meta = now
+            live = [c.conn for c in self.clients.values() if c.live]
+            if live:
+                broadcast(live, self.meta_message(now), text=True)
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            now = self.clock()
+            self._check_stale(now)
+            wall = self.wallclock()
+            for c in list(self.clients.values()):
+                p = c.principal
+                if p is not None and p.expires_at is not None and wall >= p.expires_at:
+                    self._unregister(c)
+                    task = asyncio.create_task(self._refuse(
+                        c, CLOSE_UNAUTHORIZED, "token_expired",
+                        "token expired: send a hello with a fresh token or reconnect"))
+                    self._closing.add(task)
+                    task.add_done_callback(self._closing.discard)
+                elif c.lagging_since is not None:
+                    size = self._buffered(c)
+                    if size < 0:
+                        continue
+                    if now - c.lagging_since > self.cfg.lag_drop_after_s:
+                        self._drop(c, "slow client: stayed over the send buffer limit")
+                    elif size <= self.cfg.send_buffer_limit_bytes // 2:
+                        self._send_snapshot(c)
+            if len(self.buckets) > 10000:
+                self.buckets = {a: b for a, b in self.buckets.items() if b.tokens < b.burst - 1}
+
+    # -- WebSocket clients ---------------------------------------------------------------------------
+    def _register(self, c: Client, sections: Sections) -> None:
+        if c.live:
+            self.groups[c.sections].discard(c)
+            if not self.groups[c.sections]:
+                del self.groups[c.sections]
+        c.sections = sections
+        c.live = True
+        self.groups.setdefault(sections, set()).add(c)
+        c.seq = None
+        c.lagging_since = None
+        self._send(c, self.meta_message(self.clock()))
+        self._send_snapshot(c)
+
+    def _unregister(self, c: Client) -> None:
+        if c.live:
+            group = self.groups.get(c.sections)
+            if group is not None:
+                group.discard(c)
+                if not group:
+                    del self.groups[c.sections]
+            c.live = False
+        if self.clients.pop(c.conn, None) is not None:
+            n = self.per_address.get(c.address, 1) - 1
+            if n > 0:
+                self.per_address[c.address] = n
+            else:
+                self.per_address.pop(c.address, None)
+
+    async def _refuse(self, c: Client, code: int, word: str, message: str) -> None:
+        """Error frame, then a close with ``code``; the client is gone from the fan-out at once."""
+        self._unregister(c)
+        with contextlib.suppress(Exception):
+            self._send(c, _encoder.encode({"type": "error", "code": word, "message": message}))
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(c.conn.close(code, message[:120]), 2)
+
+    def _allowed_sections(self, principal: Principal, wanted: Sections) -> Sections:
+        allowed = principal.sections
+        if allowed is None:
+            return wanted
+        if wanted is None:
+            return allowed
+        extra = wanted - allowed
+        if extra:
+            raise AuthError(403, "forbidden",
+                            f"sections {sorted(extra)} are not allowed for a {principal.role} token")
+        return wanted
+
+    async def _handler(self, conn: ServerConnection) -> None:
+        address = str(conn.remote_address[0]) if conn.remote_address else "?"
+        c = Client(conn, address, TokenBucket(self.cfg.client_msg_rate, self.cfg.client_msg_burst,
+                                              self.clock()))
+        c.principal = self.pending.pop(conn, None)
+        self.clients[conn] = c
+        self.per_address[address] = self.per_address.get(address, 0) + 1
+        self.counters.connections_total += 1
+        try:
+            if self.per_address[address] > self.cfg.max_connections_per_address:
+                self.counters.refuse("connections_per_address")
+                await self._refuse(c, CLOSE_RATE_LIMITED, "too_many_connections",
+                                   f"more than {self.cfg.max_connections_per_address} connections "
+                                   f"from {address}")
+                return
+            query = parse_qs(urlsplit(conn.request.path).query) if conn.request else {}
+            wanted: Sections = None
+            if "sections" in query:
+                try:
+                    wanted = parse_sections(query["sections"][0].split(","))
+                except ValueError as exc:
+                    await self._refuse(c, CLOSE_POLICY, "bad_request", str(exc))
+                    return
+            if c.principal is None and not self.auth.required:
+                c.principal = await self.auth.verify(None)
+            if c.principal is not None:
+                try:
+                    self._register(c, self._allowed_sections(c.principal, wanted))
+                except AuthError as exc:
+                    await self._refuse(c, CLOSE_FORBIDDEN, exc.code, exc.message)
+                    return
+            else:
+                try:
+                    raw = await asyncio.wait_for(conn.recv(), self.cfg.auth_timeout_s)
+                except TimeoutError:
+                    self.counters.refuse("auth_timeout")
+                    await self._refuse(c, CLOSE_AUTH_TIMEOUT, "auth_timeout",
+                                       f"no hello with a token within {self.cfg.auth_timeout_s:g} s")
+                    return
+                if not await self._on_message(c, raw, first=True):
+                    return
+            async for raw in conn:
+                if not await self._on_message(c, raw, first=False):
+                    return
+        except ConnectionClosed:
+            pass
+        finally:
+            self._unregister(c)
+            self.pending.pop(conn, None)
+
+    async def _on_message(self, c: Client, raw: str | bytes, first: bool) -> bool:
+        """Handle one client message; False when the client was refused (and closed)."""
+        if not c.bucket.take(self.clock()):
+            self.counters.refuse("message_rate")
+            await self._refuse(c, CLOSE_RATE_LIMITED, "rate_limited",
+                               f"more than {self.cfg.client_msg_rate:g} messages/s")
+            return False
+        try:
+            if isinstance(raw, bytes):
+                raise ValueError("binary frames are not part of the protocol")
+            msg = json.loads(raw)
+            if not isinstance(msg, dict):
+                raise ValueError("a message is a JSON object")
+            kind = msg.get("type")
+            if first and kind != "hello":
+                raise PermissionError("the first message must be a hello with a token")
+            match kind:
+                case "hello":
+                    sections = parse_sections(msg.get("sections"))
+                    token = msg.get("token")
+                    if token is not None and not isinstance(token, str):
+                        raise ValueError("token must be a string")
+                    principal = c.principal
+                    if token is not None or principal is None:
+                        principal = await self.auth.verify(token)
+                    c.principal = principal
+                    self._register(c, self._allowed_sections(principal, sections))
+                case "resync":
+                    if not c.live:
+                        raise PermissionError("resync before hello")
+                    self._send_snapshot(c)
+                case _:
+                    raise ValueError(f"unknown message type {kind!r:.40}")
+        except AuthError as exc:
+            self.counters.auth_failures_total += 1
+            code = CLOSE_FORBIDDEN if exc.status == 403 else CLOSE_UNAUTHORIZED
+            await self._refuse(c, code, exc.code, exc.message)
+            return False
+        except PermissionError as exc:
+            await self._refuse(c, CLOSE_UNAUTHORIZED, "unauthorized", str(exc))
+            return False
+        except ValueError as exc:  # includes json.JSONDecodeError
+            self.counters.refuse("bad_message")
+            await self._refuse(c, CLOSE_POLICY, "bad_request", str(exc)[:200])
+            return False
+        return True
+
+    # -- HTTP ----------------------------------------------------------------------------------------
+    def _origin_allowed(self, origin: str, host_header: str | None) -> bool:
+        if self.cfg.allowed_origins:
+            return origin in self.cfg.allowed_origins
+        netloc = urlsplit(origin).netloc
+        return bool(host_header) and netloc.lower() == (host_header or "").lower()
+
+    async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        try:
+            return await self._route(conn, request)
+        except Exception:  # a bug must still answer with a status, never a traceback to the client
+            log.exception("request %s failed", request.path)
+            return _error(500, "internal", "internal error (see the gateway log)")
+
+    async def _route(self, conn: ServerConnection, request: Request) -> Response | None:
+        now = self.clock()
+        address = str(conn.remote_address[0]) if conn.remote_address else "?"
+        bucket = self.buckets.get(address)
+        if bucket is None:
+            bucket = self.buckets[address] = TokenBucket(self.cfg.handshake_rate,
+                                                         self.cfg.handshake_burst, now)
+        if not bucket.take(now):
+            self.counters.refuse("handshake_rate")
+            return _error(429, "rate_limited", f"more than {self.cfg.handshake_rate:g} requests/s "
+                          f"from {address}", [("Retry-After", "1")])
+        parts = urlsplit(request.path)
+        path = parts.path
+        method = getattr(request, "method", "GET")
+        if method not in ("GET", "HEAD"):
+            return _error(405, "method_not_allowed", f"{method} is not supported", [("Allow", "GET, HEAD")])
+        resp = await self._route_get(conn, request, address, path, parts.query)
+        if resp is not None and method == "HEAD":
+            resp = Response(resp.status_code, resp.reason_phrase, resp.headers, b"")
+        return resp
+
+    async def _authorize(self, request: Request, section_name: str | None) -> Principal | Response:
+        try:
+            principal = await self.auth.verify(bearer(request.headers.get("Authorization")))
+            if principal.sections is not None and (section_name is None
+                                                   or section_name not in principal.sections):
+                raise AuthError(403, "forbidden", f"a {principal.role} token may not read "
+                                f"{section_name or 'this endpoint'}")
+        except AuthError as exc:
+            self.counters.auth_failures_total += 1
+            extra = [("WWW-Authenticate", 'Bearer realm="opsdash"')] if exc.status == 401 else []
+            return _error(exc.status, exc.code, exc.message, extra)
+        return principal
+
+    def _view_headers(self, now: float) -> list[tuple[str, str]]:
+        age = self.store.age(now)
+        return [("X-Opsdash-Seq", str(self.store.seq)),
+                ("X-Opsdash-Stale", "true" if self._is_stale(now) else "false"),
+                ("X-Opsdash-Age", "" if age is None else f"{age:.3f}")]
+
+    async def _route_get(self, conn: ServerConnection, request: Request, address: str, path: str,
+                         query: str) -> Response | None:
+        now = self.clock()
+        accept = request.headers.get("Accept-Encoding")
+        if path == LIVE_PATH:
+            return await self._pre_upgrade(conn, request, address)
+        if path == "/healthz":
+            return _json_response(200, self.health(now))
+        if path == "/openapi.json":
+            if self._openapi is None:
+                self._openapi = OPENAPI_PATH.read_bytes()
+            return _json_response(200, self._openapi, accept_encoding=accept)
+        if path == "/metrics" or path.startswith("/operator/system/"):
+            name = path.removeprefix("/operator/system/") if path != "/metrics" else None
+            if name is not None and name not in (*SEED_SECTIONS, "series"):
+                return _error(404, "not_found", f"no endpoint {path!r}")
+            auth = await self._authorize(request, name)
+            if isinstance(auth, Response):
+                return auth
+            if name is None:
+                text = prometheus_text(self.store.state, self.gateway_figures(now),
+                                       self.prom_extra())
+                return _response(200, [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
+                                       ("Cache-Control", "no-store")], text.encode())
+            state = self.store.state
+            if state is None:
+                return _error(503, "no_view", "no view received from the aggregator yet",
+                              [("Retry-After", "2"), *self._view_headers(now)])
+            etag = f'"{self.store.seq}-{name}"'
+            headers = [*self._view_headers(now), ("ETag", etag)]
+            if request.headers.get("If-None-Match") == etag and name != "series":
+                return _response(304, [("Cache-Control", "no-store"), *headers], b"")
+            if name == "series":
+                q = parse_qs(query)
+                try:
+                    body = series_query(state, q.get("names", [None])[0], q.get("since", [None])[0])
+                except SeriesQueryError as exc:
+                    return _error(400, "bad_request", str(exc))
+                return _json_response(200, body, headers, accept)
+            return _json_response(200, section(state, name), headers, accept)
+        res = self.static.get(path, accept, request.headers.get("If-None-Match"))
+        return _response(res.status, res.headers, res.body)
+
+    async def _pre_upgrade(self, conn: ServerConnection, request: Request,
+                           address: str) -> Response | None:
+        origin = request.headers.get("Origin")
+        if origin is not None and not self._origin_allowed(origin, request.headers.get("Host")):
+            self.counters.refuse("origin")
+            return _error(403, "forbidden_origin", f"Origin {origin[:100]!r} is not allowed")
+        if len(self.clients) >= self.cfg.max_clients:
+            self.counters.refuse("max_clients")
+            return _error(503, "too_many_clients", "this gateway is full; try another",
+                          [("Retry-After", "5")])
+        if self.per_address.get(address, 0) >= self.cfg.max_connections_per_address:
+            self.counters.refuse("connections_per_address")
+            return _error(429, "too_many_connections",
+                          f"more than {self.cfg.max_connections_per_address} connections from {address}",
+                          [("Retry-After", "5")])
+        header = request.headers.get("Authorization")
+        if header is not None and self.auth.required:
+            try:
+                principal = await self.auth.verify(bearer(header))
+            except AuthError as exc:
+                self.counters.auth_failures_total += 1
+                extra = [("WWW-Authenticate", 'Bearer realm="opsdash"')] if exc.status == 401 else []
+                return _error(exc.status, exc.code, exc.message, extra)
+            self.pending[conn] = principal
+        return None
+
+    # -- figures -------------------------------------------------------------------------------------
+    def gateway_figures(self, now: float) -> dict[str, Any]:
+        age = self.store.age(now)
+        return {"stale": self._is_stale(now), "age_s": age, "seq": self.store.seq,
+                "clients": sum(1 for c in self.clients.values() if c.live)}
+
+    def prom_extra(self) -> list[tuple[str, str, str, Any, dict[str, str] | None]]:
+        k = self.counters
+        rows: list[tuple[str, str, str, Any, dict[str, str] | None]] = [
+            ("opsdash_gateway_patches_sent_total", "counter", "Patch frames written to clients.",
+             k.patches_sent_total, None),
+            ("opsdash_gateway_snapshots_sent_total", "counter", "Snapshot frames written to clients.",
+             k.snapshots_sent_total, None),
+            ("opsdash_gateway_sent_bytes_total", "counter", "Bytes of view frames written.",
+             k.bytes_sent_total, None),
+            ("opsdash_gateway_resyncs_total", "counter", "Slow clients resynced with a snapshot.",
+             k.resyncs_total, None),
+            ("opsdash_gateway_dropped_slow_total", "counter", "Slow clients dropped.",
+             k.dropped_slow_total, None),
+            ("opsdash_gateway_auth_failures_total", "counter", "Refused credentials.",
+             k.auth_failures_total, None),
+            ("opsdash_gateway_lagging_clients", "gauge", "Clients currently missing patches.",
+             sum(1 for c in self.clients.values() if c.lagging_since is not None), None),
+        ]
+        for reason, n in sorted(k.refused.items()):
+            rows.append(("opsdash_gateway_refused_total", "counter", "Refused connections and "
+                         "requests, by reason.", n, {"reason": reason}))
+        return rows
+
+    def health(self, now: float) -> dict[str, Any]:
+        """The /healthz body: ``ok`` or ``degraded`` (stale view or broker down), with the why."""
+        stale = self._is_stale(now)
+        age = self.store.age(now)
+        reasons = []
+        if not self.mqtt_connected:
+            reasons.append("not connected to the broker")
+        if self.store.state is None:
+            reasons.append("no view received yet")
+        elif age is not None and age > self.cfg.stale_after_s:
+            reasons.append(f"view is {age:.1f} s old (aggregator silent?)")
+        k = self.counters
+        return {
+            "status": "degraded" if stale else "ok",
+            "reasons": reasons,
+            "gateway": self.id,
+            "view": {"seq": self.store.seq, "age_s": None if age is None else round(age, 3),
+                     "stale": stale, "stale_after_s": self.cfg.stale_after_s},
+            "mqtt": {"connected": self.mqtt_connected, "connects": k.mqtt_connects_total},
+            "clients": {"connected": sum(1 for c in self.clients.values() if c.live),
+                        "lagging": sum(1 for c in self.clients.values() if c.lagging_since is not None),
+                        "resyncs": k.resyncs_total, "dropped_slow": k.dropped_slow_total,
+                        "connections_total": k.connections_total,
+                        "patches_sent": k.patches_sent_total, "bytes_sent": k.bytes_sent_total},
+            "refused": dict(k.refused),
+            "auth": {"mode": self.cfg.auth, "failures": k.auth_failures_total},
+        }
+
+
+async def run_gateway(config: Any) -> None:
+    """``opsdash gateway``: serve until cancelled. ``config`` is opsdash.config.Config."""
+    try:
+        gw = Gateway(config.gateway, config.mqtt)
+    except GatewayStartError as exc:
+        from opsdash.config import ConfigError
+        raise ConfigError(f"gateway: {exc}") from exc
+    async with gw:
+        await gw.wait_closed()

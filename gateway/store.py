@@ -1,0 +1,192 @@
+"""The gateway's pure core: the view held in memory, and the messages encoded once per section set.
+
+Feed it what the broker delivers, with the time passed in::
+
+    store = ViewStore()
+    outcome = store.apply_snapshot(decode_snapshot(payload), now=clock())
+    outcome = store.apply_patch(decode_patch(payload), now=clock())
+    store.snapshot_message(frozenset({"health"}))   # bytes, encoded once per (seq, sections)
+    store.patch_message(None)                       # bytes of the last applied patch, all sections
+
+No sockets, no clock of its own. ``Sections`` is ``None`` for "everything" or a frozenset of
+top-level view keys; ``meta`` is always included, ``series`` must be listed to get appends.
+
+Rules (docs/view.md):
+
+- a snapshot whose seq is newer than ours, or whose ``ts`` is at least ours (an aggregator that
+  restarted and counts from 0 again), replaces the view; one equal to ours is checked and ignored;
+- a patch applies only when ``base`` equals our seq; otherwise it is a gap and the store waits for
+  the next snapshot (the aggregator publishes one every 10 s);
+- after a patch, ``append`` points go onto ``series`` capped at ``meta.series_len`` (default 900).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Final
+
+import msgspec
+
+from telemetry_bus.contract import ViewPatch, ViewSnapshot
+from telemetry_bus.view_diff import apply_append, merge_patch
+
+__all__ = ["DEFAULT_SERIES_LEN", "Outcome", "Sections", "ViewStore", "filter_state", "parse_sections"]
+
+Sections = frozenset[str] | None
+
+DEFAULT_SERIES_LEN: Final = 900
+#: Most sections a client may name, and the pattern of one name.
+MAX_SECTIONS: Final = 16
+_SECTION_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+_encoder: Final = msgspec.json.Encoder()
+
+
+class Outcome(enum.Enum):
+    """What one message from the broker did to the view."""
+
+    SNAPSHOT = "snapshot"  # the view was replaced: clients need a fresh snapshot
+    PATCH = "patch"  # a patch applied: clients get the patch message
+    SAME = "same"  # a snapshot equal to the view we hold: nothing to send
+    GAP = "gap"  # a patch whose base is not our seq: ignored until the next snapshot
+    OLD = "old"  # an older snapshot or patch (e.g. the retained one after a reconnect): ignored
+
+
+def parse_sections(raw: object) -> Sections:
+    """Validate a client's ``sections`` value: ``None`` (all) or a list of short lowercase names.
+
+    Raises ValueError with a message that shows the bad value.
+    """
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) > MAX_SECTIONS:
+        raise ValueError(f"sections must be a list of at most {MAX_SECTIONS} names, got {raw!r:.100}")
+    for name in raw:
+        if (not isinstance(name, str) or not 0 < len(name) <= 32
+                or not set(name) <= _SECTION_CHARS):
+            raise ValueError(f"section names are [a-z0-9_]{{1,32}}, got {name!r:.60}")
+    return frozenset(raw) | {"meta"}
+
+
+def _wanted(key: str, sections: Sections) -> bool:
+    return sections is None or key in sections
+
+
+def filter_state(state: dict[str, Any], sections: Sections) -> dict[str, Any]:
+    """The top-level sections of ``state`` that ``sections`` asks for (``meta`` always)."""
+    if sections is None:
+        return state
+    return {k: v for k, v in state.items() if k in sections or k == "meta"}
+
+
+class ViewStore:
+    """The latest view and the encoded messages derived from it, cached per section set.
+
+    >>> store = ViewStore()
+    >>> store.apply_snapshot(ViewSnapshot(seq=1, ts=10.0, state={"meta": {"seq": 1}}), now=0.0)
+    <Outcome.SNAPSHOT: 'snapshot'>
+    >>> store.snapshot_message(None)
+    b'{"type":"snapshot","seq":1,"ts":10.0,"state":{"meta":{"seq":1}}}'
+    """
+
+    def __init__(self) -> None:
+        self.state: dict[str, Any] | None = None
+        self.seq: int | None = None
+        #: The aggregator's time of the current view.
+        self.ts: float | None = None
+        #: Our clock when a snapshot or patch last applied (``None``: never).
+        self.received_at: float | None = None
+        self.last_patch: ViewPatch | None = None
+        self.counts: dict[str, int] = {o.value: 0 for o in Outcome}
+        self._snapshot_cache: dict[Sections, bytes] = {}
+        self._patch_cache: dict[Sections, bytes] = {}
+
+    # -- feeding -------------------------------------------------------------------------------------
+    def apply_snapshot(self, snap: ViewSnapshot, now: float) -> Outcome:
+        outcome = self._snapshot(snap, now)
+        self.counts[outcome.value] += 1
+        return outcome
+
+    def _snapshot(self, snap: ViewSnapshot, now: float) -> Outcome:
+        if self.state is not None and self.seq is not None and self.ts is not None:
+            if snap.seq == self.seq and snap.state == self.state:
+                self.received_at = now
+                return Outcome.SAME
+            if snap.seq < self.seq and snap.ts < self.ts:
+                return Outcome.OLD
+        self.state = snap.state
+        self.seq = snap.seq
+        self.ts = snap.ts
+        self.received_at = now
+        self.last_patch = None
+        self._snapshot_cache.clear()
+        self._patch_cache.clear()
+        return Outcome.SNAPSHOT
+
+    def apply_patch(self, patch: ViewPatch, now: float) -> Outcome:
+        outcome = self._patch(patch, now)
+        self.counts[outcome.value] += 1
+        return outcome
+
+    def _patch(self, patch: ViewPatch, now: float) -> Outcome:
+        if self.state is None or self.seq is None:
+            return Outcome.GAP
+        if patch.seq <= self.seq:
+            return Outcome.OLD
+        if patch.base != self.seq:
+            return Outcome.GAP
+        state = merge_patch(self.state, patch.patch)
+        if patch.append:
+            old = state.get("series")
+            # the old state's dict is not ours to change
+            series: dict[str, Any] = dict(old) if isinstance(old, dict) else {}
+            state["series"] = series
+            for name in patch.append:
+                if isinstance(series.get(name), list):
+                    series[name] = list(series[name])
+            apply_append(series, patch.append, self.series_len(state))
+        self.state = state
+        self.seq = patch.seq
+        self.ts = patch.ts
+        self.received_at = now
+        self.last_patch = patch
+        self._snapshot_cache.clear()
+        self._patch_cache.clear()
+        return Outcome.PATCH
+
+    @staticmethod
+    def series_len(state: dict[str, Any]) -> int:
+        meta = state.get("meta")
+        n = meta.get("series_len") if isinstance(meta, dict) else None
+        return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else DEFAULT_SERIES_LEN
+
+    # -- reading -------------------------------------------------------------------------------------
+    def age(self, now: float) -> float | None:
+        """Seconds since a snapshot or patch last applied, on our clock; ``None`` before the first."""
+        return None if self.received_at is None else max(0.0, now - self.received_at)
+
+    def snapshot_message(self, sections: Sections) -> bytes:
+        """``{"type":"snapshot","seq","ts","state"}`` for ``sections``, encoded once per seq."""
+        cached = self._snapshot_cache.get(sections)
+        if cached is None:
+            if self.state is None:
+                raise LookupError("no view yet")
+            cached = _encoder.encode({"type": "snapshot", "seq": self.seq, "ts": self.ts,
+                                      "state": filter_state(self.state, sections)})
+            self._snapshot_cache[sections] = cached
+        return cached
+
+    def patch_message(self, sections: Sections) -> bytes:
+        """The last applied patch as ``{"type":"patch","seq","base","ts","patch","append"}``."""
+        cached = self._patch_cache.get(sections)
+        if cached is None:
+            p = self.last_patch
+            if p is None:
+                raise LookupError("no patch applied since the last snapshot")
+            body = p.patch if sections is None else {k: v for k, v in p.patch.items()
+                                                     if k in sections or k == "meta"}
+            append = p.append if _wanted("series", sections) else {}
+            cached = _encoder.encode({"type": "patch", "seq": p.seq, "base": p.base, "ts": p.ts,
+                                      "patch": body, "append": append})
+            self._patch_cache[sections] = cached
+        return cached
