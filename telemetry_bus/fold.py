@@ -100,9 +100,8 @@ class Instance:
     last_seq: int = 0
     last_t1: float = 0.0
     last_totals: dict[str, int] = field(default_factory=dict)
-    seen_seqs: deque[int] = field(default_factory=lambda: deque(maxlen=256))
     missing_seqs: set[int] = field(default_factory=set)
-    event_seqs: deque[int] = field(default_factory=lambda: deque(maxlen=256))
+    event_seqs: deque[tuple[str, int]] = field(default_factory=lambda: deque(maxlen=256))
     health: str = "ok"
     detail: str = ""
     totals: dict[str, int] = field(default_factory=dict)  # folded since first seen
@@ -262,9 +261,7 @@ class Fold:
         inst.last_seq = 0
         inst.last_t1 = 0.0
         inst.last_totals = {}
-        inst.seen_seqs.clear()
         inst.missing_seqs.clear()
-        inst.event_seqs.clear()
 
     def _fold_metrics(self, service: str, instance: str, m: Metrics, now: float, topic: str) -> None:
         inst = self._instance(service, instance, now)
@@ -332,11 +329,13 @@ class Fold:
                     pair.add_span(now - span, now, float(inc))
             elif name not in inst.totals:
                 inst.totals[name] = 0
-        inst.last_totals = dict(totals) if totals else {
-            k: inst.last_totals.get(k, 0) + v for k, v in counters.items()}
+        last_totals = inst.last_totals
+        for name, delta in counters.items():  # senders without totals: keep a running sum of deltas
+            if name not in totals:
+                last_totals[name] = last_totals.get(name, 0) + delta
+        last_totals.update(totals)
         inst.last_seq = m.seq
         inst.last_t1 = m.t1
-        inst.seen_seqs.append(m.seq)
         inst.last_seen = now
         inst.online = True
         inst.offline_reason = ""
@@ -362,11 +361,12 @@ class Fold:
 
     def _fold_event(self, service: str, instance: str, ev: Event, now: float, topic: str) -> None:
         inst = self._instance(service, instance, now)
-        if ev.boot == inst.boot and ev.seq and ev.seq in inst.event_seqs:
-            self.duplicates += 1
-            return
-        if ev.boot == inst.boot:
-            inst.event_seqs.append(ev.seq)
+        if ev.seq:
+            key = (ev.boot, ev.seq)
+            if key in inst.event_seqs:
+                self.duplicates += 1
+                return
+            inst.event_seqs.append(key)
         category = _KIND_CATEGORY.get(ev.kind)
         if category is None and service == "ingest" and ev.severity in ("error", "critical"):
             category = "ingest_failures"

@@ -148,8 +148,12 @@ class ExpHistogram:
         if self.count == 0:
             return None
         rank = max(1, _ceil(q * self.count))
+        if rank == self.count:  # the extremes are known exactly
+            return float(self.max)
+        if rank == 1:
+            return float(self.min)
         if rank <= self.zero_count:
-            return max(self.min, 0.0) if self.min <= 0 else 0.0
+            return 0.0
         seen = self.zero_count
         for k in sorted(self.buckets):
             seen += self.buckets[k]
