@@ -36,6 +36,7 @@ export interface Component {
   reason?: string | null;
   latency_ms?: Num;
   age_s?: Num;
+  ts?: Num;
   since?: Num;
   // probe figures
   connections?: Num;
@@ -85,6 +86,7 @@ export interface MetricsSection {
 
 export interface Aged {
   status?: Status | string | null;
+  ts?: Num;
   age_s?: Num;
   reason?: string | null;
 }

@@ -4,7 +4,7 @@ import { LiveClient, liveUrl } from "../../api/live";
 import { fetchAuthInfo } from "../../api/system";
 import type { AuthInfo, View } from "../../api/types";
 import type { LiveState } from "../../state/live/reducer";
-import { normStatus, probeStaleAfterS, tileAge, type TileAge } from "../../state/live/selectors";
+import { normStatus, probeStaleAfterS, sourceAgeS, tileAge, type TileAge } from "../../state/live/selectors";
 import { CapacityGauges } from "./components/CapacityGauges";
 import { ErrorFeed } from "./components/ErrorFeed";
 import { Header } from "./components/Header";
@@ -20,9 +20,9 @@ import { useLiveState, useNow } from "./hooks";
 function capacityAge(view: View | null, live: LiveState, now: number): TileAge {
   const cap = view?.capacity;
   const parts = [
-    tileAge(cap?.disk?.age_s, probeStaleAfterS(view?.probes?.disk), live, now),
-    tileAge(cap?.postgres?.age_s, probeStaleAfterS(view?.probes?.postgres), live, now),
-    tileAge(cap?.influxdb?.age_s, probeStaleAfterS(view?.probes?.influxdb), live, now),
+    tileAge(sourceAgeS(view, cap?.disk), probeStaleAfterS(view?.probes?.disk), live, now),
+    tileAge(sourceAgeS(view, cap?.postgres), probeStaleAfterS(view?.probes?.postgres), live, now),
+    tileAge(sourceAgeS(view, cap?.influxdb), probeStaleAfterS(view?.probes?.influxdb), live, now),
   ];
   const ages = parts.map((p) => p.ageS).filter((a): a is number => a !== null);
   return { ageS: ages.length ? Math.max(...ages) : null, stale: parts.some((p) => p.stale) };
@@ -60,7 +60,7 @@ export function SystemDashboard({ wall }: { wall: boolean }) {
 
   const viewAge = tileAge(undefined, Infinity, live, now);
   const capAge = capacityAge(view, live, now);
-  const aggAge = tileAge(view?.aggregates?.age_s, probeStaleAfterS(view?.probes?.platform), live, now);
+  const aggAge = tileAge(sourceAgeS(view, view?.aggregates), probeStaleAfterS(view?.probes?.platform), live, now);
   const windowS = (view?.meta?.series_len ?? 900) * (view?.meta?.tick_s ?? 1);
   const needLogin = live.phase === "unauthorized";
   const showLogin = needLogin || loginOpen;
@@ -85,7 +85,7 @@ export function SystemDashboard({ wall }: { wall: boolean }) {
   );
 
   return (
-    <div class={`app${wall ? " wall" : ""}`} data-testid="app" data-phase={live.phase}>
+    <div class={`app${wall ? " wall" : ""}`} data-testid="app" data-phase={live.phase} data-seq={live.seq ?? ""}>
       <Header live={live} now={now} wall={wall} controls={controls} />
       {live.phase === "forbidden" && (
         <div class="banner bad" role="alert">⛔ This identity may not see the operator view (role “operator” required).</div>

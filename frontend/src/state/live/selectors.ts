@@ -43,6 +43,20 @@ export function liveAge(ageS: unknown, state: LiveState, now: number): number | 
   return ageS + (sinceUpdateS(state, now) ?? 0);
 }
 
+/**
+ * Age (s) of a piece of the view at the moment the view was generated: its `age_s` when it carries
+ * one, else `generated_at - ts` (or `- last_seen`), both on the aggregator's clock, so the browser's
+ * clock never enters into it. Null when unknown.
+ */
+export function sourceAgeS(view: View | null, obj: { age_s?: unknown; ts?: unknown; last_seen?: unknown } | null | undefined): number | null {
+  if (!obj) return null;
+  if (typeof obj.age_s === "number" && Number.isFinite(obj.age_s)) return obj.age_s;
+  const gen = view?.meta?.generated_at;
+  const t = typeof obj.ts === "number" ? obj.ts : typeof obj.last_seen === "number" ? obj.last_seen : null;
+  if (typeof gen !== "number" || t === null || !Number.isFinite(t)) return null;
+  return Math.max(0, gen - t);
+}
+
 /** A probe's data is stale after three missed periods (at least 15 s). */
 export function probeStaleAfterS(probe: ProbeEntry | null | undefined): number {
   const p = probe?.period_s;
@@ -68,8 +82,8 @@ export function serviceAgeS(view: View | null, name: string): number | null {
   if (!instances) return null;
   let best: number | null = null;
   for (const inst of Object.values(instances)) {
-    const a = inst?.age_s;
-    if (typeof a === "number" && Number.isFinite(a) && (best === null || a < best)) best = a;
+    const a = sourceAgeS(view, inst);
+    if (a !== null && (best === null || a < best)) best = a;
   }
   return best;
 }

@@ -6,8 +6,10 @@ import { STATUS_ICON } from "./StatusBadge";
 
 const LEVEL_WORD: Record<Status, string> = { healthy: "ok", degraded: "high", down: "critical", unknown: "unknown" };
 
-export function Gauge({ label, pct, text, detail, testId }: {
+export function Gauge({ label, pct, text, detail, testId, raw }: {
   label: string;
+  /** The primary raw figure (used count, percent), for data-value. */
+  raw?: number | null;
   pct: number | null;
   text: string;
   detail?: string;
@@ -19,7 +21,7 @@ export function Gauge({ label, pct, text, detail, testId }: {
     <div class={`gauge st-${level}`} data-testid={testId} data-level={level}>
       <div class="gauge-row">
         <span class="gauge-label">{label}</span>
-        <Figure text={text} class="gauge-num" testId={`${testId}-value`} />
+        <Figure text={text} value={raw ?? null} class="gauge-num" testId={`${testId}-value`} />
       </div>
       <div
         class="gauge-bar"
@@ -56,6 +58,7 @@ export function CapacityGauges({ view }: { view: View | null }) {
         label="Disk"
         pct={diskPct}
         testId="gauge-disk"
+        raw={disk?.used_pct ?? null}
         text={known(disk?.total_volume_gb) ? `${fmtPct(diskPct)} of ${fmtGb(disk?.total_volume_gb)}` : fmtPct(diskPct)}
         detail={`Postgres ${fmtGb(disk?.postgres_data_gb)} · InfluxDB ${fmtGb(disk?.influxdb_data_gb)}`}
       />
@@ -63,6 +66,7 @@ export function CapacityGauges({ view }: { view: View | null }) {
         label="PostgreSQL connections"
         pct={pctOf(pg?.connections_used, pg?.connections_max)}
         testId="gauge-pgconn"
+        raw={pg?.connections_used ?? null}
         text={`${fmtCount(pg?.connections_used)} / ${fmtCount(pg?.connections_max)}`}
         detail={`database ${fmtMb(pg?.db_size_mb)}`}
       />
@@ -70,6 +74,7 @@ export function CapacityGauges({ view }: { view: View | null }) {
         label="InfluxDB files"
         pct={pctOf(influx?.file_count, influx?.file_limit)}
         testId="gauge-influx"
+        raw={influx?.file_count ?? null}
         text={`${fmtCount(influx?.file_count)} / ${fmtCount(influx?.file_limit)}`}
         detail={`data ${fmtGb(influx?.data_gb)}`}
       />

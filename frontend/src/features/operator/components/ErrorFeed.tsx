@@ -30,7 +30,7 @@ export function ErrorFeed({ view, limit }: { view: View | null; limit: number })
         <span class="muted">last hour:</span>
         {COUNTS.map(([key, label]) => (
           <span class="chip" key={key} data-testid={`count-${key}`}>
-            <Figure text={fmtCount(counts?.[key])} class="chip-num" /> {label}
+            <Figure text={fmtCount(counts?.[key])} value={counts?.[key] ?? null} class="chip-num" /> {label}
           </span>
         ))}
       </div>

@@ -19,13 +19,13 @@ export function PlatformTotals({ view }: { view: View | null }) {
         <div class="total" key={r.id} data-testid={`total-${r.id}`}>
           <dt>{r.label}</dt>
           <dd>
-            <Figure text={fmtCount(r.total)} class="big" testId={`total-${r.id}-value`} />
+            <Figure text={fmtCount(r.total)} value={r.total ?? null} class="big" testId={`total-${r.id}-value`} />
             <span class="parts">
               {r.parts
                 .filter(([, v]) => v !== undefined || r.id !== "integrations")
                 .map(([k, v]) => (
                   <span key={k}>
-                    <Figure text={fmtCount(v)} /> {k}
+                    <Figure text={fmtCount(v)} value={v ?? null} testId={`total-${r.id}-${k.replace(" ", "_")}`} /> {k}
                   </span>
                 ))}
             </span>

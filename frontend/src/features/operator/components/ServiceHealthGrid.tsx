@@ -10,13 +10,19 @@ import {
   tileAge,
   viewStale,
   liveAge,
+  sourceAgeS,
 } from "../../../state/live/selectors";
 import { fmtAge, fmtCount, fmtDecimal, fmtMs, fmtUsedOf } from "../../../utils/format";
 import { Figure } from "./Figure";
 import { StatusBadge } from "./StatusBadge";
 
+function num(v: unknown): number | null {
+  return typeof v === "number" && Number.isFinite(v) ? v : null;
+}
+
 interface KeyFigure {
   main: string;
+  value?: unknown;
   unit: string;
   sub: string | null;
 }
@@ -29,22 +35,22 @@ export function keyFigure(view: View | null, id: string): KeyFigure {
   switch (id) {
     case "postgres": {
       const cap = view?.capacity?.postgres;
-      return { main: fmtUsedOf(c?.connections ?? cap?.connections_used, c?.max_connections ?? cap?.connections_max), unit: "connections", sub: lat };
+      return { main: fmtUsedOf(c?.connections ?? cap?.connections_used, c?.max_connections ?? cap?.connections_max), value: c?.connections ?? cap?.connections_used, unit: "connections", sub: lat };
     }
     case "influxdb":
-      return { main: fmtCount(c?.file_count ?? view?.capacity?.influxdb?.file_count), unit: "files", sub: lat };
+      return { main: fmtCount(c?.file_count ?? view?.capacity?.influxdb?.file_count), value: c?.file_count ?? view?.capacity?.influxdb?.file_count, unit: "files", sub: lat };
     case "mqtt":
-      return { main: fmtCount(c?.connected_clients), unit: "clients", sub: lat };
+      return { main: fmtCount(c?.connected_clients), value: c?.connected_clients, unit: "clients", sub: lat };
     case "keycloak":
-      return { main: fmtCount(c?.active_sessions), unit: "sessions", sub: lat };
+      return { main: fmtCount(c?.active_sessions), value: c?.active_sessions, unit: "sessions", sub: lat };
     case "ingest":
-      return { main: fmtDecimal(t?.ingest_rate_per_sec), unit: "msg/s", sub: `queue ${fmtCount(c?.queue_depth)}` };
+      return { main: fmtDecimal(t?.ingest_rate_per_sec ?? num(c?.messages_per_sec)), value: t?.ingest_rate_per_sec ?? num(c?.messages_per_sec), unit: "msg/s", sub: `queue ${fmtCount(c?.queue_depth)}` };
     case "evaluator":
-      return { main: fmtDecimal(t?.rules_rate_per_sec), unit: "rules/s", sub: `alerts ${fmtDecimal(t?.alert_rate_per_sec)}/s` };
+      return { main: fmtDecimal(t?.rules_rate_per_sec ?? num(c?.rules_per_sec)), value: t?.rules_rate_per_sec ?? num(c?.rules_per_sec), unit: "rules/s", sub: `alerts ${fmtDecimal(t?.alert_rate_per_sec)}/s` };
     case "dispatcher":
-      return { main: fmtDecimal(t?.routed_rate_per_sec), unit: "alerts/s", sub: null };
+      return { main: fmtDecimal(t?.routed_rate_per_sec ?? num(c?.alerts_per_sec)), value: t?.routed_rate_per_sec ?? num(c?.alerts_per_sec), unit: "alerts/s", sub: null };
     case "delivery":
-      return { main: fmtCount(c?.pending_jobs), unit: "pending", sub: `sent ${fmtDecimal(t?.delivery_rate_per_sec)}/s` };
+      return { main: fmtCount(c?.pending_jobs), value: c?.pending_jobs, unit: "pending", sub: `sent ${fmtDecimal(t?.delivery_rate_per_sec)}/s` };
     default:
       return { main: "", unit: "", sub: null };
   }
@@ -61,11 +67,11 @@ export function ServiceHealthGrid({ live, now }: { live: LiveState; now: number 
         let ageS: number | null;
         let stale: boolean;
         if (kind === "probe") {
-          ({ ageS, stale } = tileAge(c?.age_s, probeStaleAfterS(view?.probes?.[id]), live, now));
+          ({ ageS, stale } = tileAge(sourceAgeS(view, c), probeStaleAfterS(view?.probes?.[id]), live, now));
         } else {
           // A service's own freshness is judged by the aggregator (silence turns it down); the tile
           // greys only when the view itself is stale.
-          ageS = liveAge(serviceAgeS(view, id) ?? c?.age_s, live, now);
+          ageS = liveAge(serviceAgeS(view, id) ?? sourceAgeS(view, c), live, now);
           stale = viewStale(live, now);
         }
         const inst = kind === "service" ? instanceCounts(view, id) : null;
@@ -82,7 +88,7 @@ export function ServiceHealthGrid({ live, now }: { live: LiveState; now: number 
               <StatusBadge status={status} />
             </header>
             <div class="hcard-fig">
-              <Figure text={fig.main} class="big" testId={`comp-${id}-figure`} />
+              <Figure text={fig.main} value={fig.value ?? null} class="big" testId={`comp-${id}-figure`} />
               <span class="unit">{fig.unit}</span>
             </div>
             <div class="hcard-sub">

@@ -42,7 +42,7 @@ export function ThroughputChart({ view, windowS }: { view: View | null; windowS:
               {r.title}
             </span>
             <span class="chart-now">
-              <Figure text={fmtDecimal(t?.[r.field])} class="huge" testId={`rate-${r.id}-value`} />
+              <Figure text={fmtDecimal(t?.[r.field])} value={t?.[r.field] ?? null} class="huge" testId={`rate-${r.id}-value`} />
               <span class="unit">{r.unit}</span>
             </span>
           </div>
@@ -69,7 +69,7 @@ export function ThroughputChart({ view, windowS }: { view: View | null; windowS:
             <span class="lat" key={q}>
               <span class="swatch" style={{ background: LATENCY_LINES[i]?.color }} />
               <span class="q">{q}</span>
-              <Figure text={fmtMs(lat?.[`influx_write_${q}_ms`])} class="big" testId={`latency-${q}`} />
+              <Figure text={fmtMs(lat?.[`influx_write_${q}_ms`])} value={lat?.[`influx_write_${q}_ms`] ?? null} class="big" testId={`latency-${q}`} />
             </span>
           ))}
         </div>
