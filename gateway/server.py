@@ -47,6 +47,7 @@ from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from gateway.auth import Authenticator, AuthError, JwksCache, Principal, bearer
 from gateway.config import GatewayConfig, parse_listen
@@ -463,8 +464,17 @@ class Gateway:
         self._unregister(c)
         with contextlib.suppress(Exception):
             self._send(c, _encoder.encode({"type": "error", "code": word, "message": message}))
+        # Close frame, then close the socket once it is flushed. Waiting for the client's close frame
+        # (conn.close()) could wait until close_timeout when its unread messages paused reading.
+        conn = c.conn
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(c.conn.close(code, message[:120]), 2)
+            if conn.protocol.state is State.OPEN:
+                conn.protocol.send_close(code, message[:120])
+                conn.send_data()
+            if conn.transport is not None:
+                conn.transport.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(conn.wait_closed(), 2)
 
     def _allowed_sections(self, principal: Principal, wanted: Sections) -> Sections:
         allowed = principal.sections

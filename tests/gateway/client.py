@@ -1,0 +1,47 @@
+"""A test client of the live protocol: applies snapshots and patches like the frontend does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection
+
+from telemetry_bus.view_diff import apply_append, merge_patch
+from tests.support.servers import scaled
+
+
+async def recv(ws: ClientConnection, kind: str | None = None, timeout: float = 5.0) -> dict[str, Any]:
+    """The next frame (of ``kind``, skipping others)."""
+    async with asyncio.timeout(scaled(timeout)):
+        while True:
+            msg: dict[str, Any] = json.loads(await ws.recv())
+            if kind is None or msg["type"] == kind:
+                return msg
+
+
+class Mirror:
+    """The client's copy of the view."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, Any] | None = None
+        self.seq: int | None = None
+        self.snapshots = 0
+        self.patches = 0
+        self.gaps = 0
+
+    def feed(self, msg: dict[str, Any]) -> None:
+        if msg["type"] == "snapshot":
+            self.state, self.seq = msg["state"], msg["seq"]
+            self.snapshots += 1
+        elif msg["type"] == "patch":
+            if msg["base"] != self.seq or self.state is None:
+                self.gaps += 1
+                return
+            self.state = merge_patch(self.state, msg["patch"])
+            if msg["append"]:
+                apply_append(self.state.setdefault("series", {}), msg["append"],
+                             self.state["meta"].get("series_len", 900))
+            self.seq = msg["seq"]
+            self.patches += 1
