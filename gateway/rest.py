@@ -254,12 +254,13 @@ def prometheus_text(state: Mapping[str, Any] | None, gateway: Mapping[str, Any],
             w.add("opsdash_rate_per_second", "gauge", "Rates over the view's window, per second.",
                   value, {"rate": key.removesuffix("_rate_per_sec")})
     latency = _dict(metrics.get("latency"))
-    for q, key in (("0.5", "influx_write_p50_ms"), ("0.95", "influx_write_p95_ms"),
-                   ("0.99", "influx_write_p99_ms")):
+    for q, key in (("p50", "influx_write_p50_ms"), ("p95", "influx_write_p95_ms"),
+                   ("p99", "influx_write_p99_ms")):
         v = _num(latency.get(key))
         w.add("opsdash_influx_write_latency_seconds", "gauge",
-              "InfluxDB write latency quantiles over the view's window.",
-              None if v is None else v / 1000, {"quantile": q})
+              "InfluxDB write latency percentiles over the view's window (a gauge: the aggregator "
+              "merged the histograms).",
+              None if v is None else v / 1000, {"percentile": q})
 
     cap = _dict(state.get("capacity"))
     for key, value in _items(_dict(cap.get("disk"))):
@@ -319,6 +320,6 @@ def prometheus_text(state: Mapping[str, Any] | None, gateway: Mapping[str, Any],
                       "Counter totals since the aggregator first saw the instance.", value,
                       {**labels, "counter": cname})
             for gname, value in _items(_dict(inst.get("gauges"))):
-                w.add("opsdash_service_gauge", "gauge", "Latest gauges reported by the instance.",
-                      value, {**labels, "gauge": gname})
+                w.add("opsdash_service_reported_value", "gauge",
+                      "Latest gauges reported by the instance.", value, {**labels, "name": gname})
     return w.text()
