@@ -34,8 +34,26 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("probes", help="run the active checks and publish their results")
     sub.add_parser("gateway", help="serve the view over WebSocket and REST, and the frontend")
     sub.add_parser("up", help="aggregator + probes + gateway in one process")
-    demo = sub.add_parser("demo", help="up + a simulated platform, with private servers if needed")
+    demo = sub.add_parser(
+        "demo", help="up + a simulated platform, with private servers if needed",
+        description="Everything on one machine: aggregator, probes, gateway with the dashboard, a "
+                    "simulated platform (services ingest/evaluator/dispatcher/delivery, several "
+                    "instances each, errors, crashes, a delivery backlog) and a seeded platform "
+                    "database that keeps changing. Without a configured broker (OPSDASH_MQTT_URL) or "
+                    "database (OPSDASH_DATABASE_URL) it starts private mosquitto and PostgreSQL "
+                    "servers in a temporary directory, and removes them on exit (Ctrl-C or SIGTERM).")
     demo.add_argument("--no-browser-hint", action="store_true", help=argparse.SUPPRESS)
+    from opsdash.demo import add_arguments as add_demo_arguments
+    add_demo_arguments(demo)
+    health = sub.add_parser("healthcheck", help="exit 0 if a part of opsdash works (for compose)",
+                            description="Check one part of opsdash by what it does: the gateway's "
+                                        "/healthz (and its broker connection), the aggregator's view "
+                                        "patches on the bus, the probes' heartbeat on the bus. Exit 0 "
+                                        "when healthy, 1 when not; one line says why.")
+    health.add_argument("part", choices=["gateway", "aggregator", "probes"])
+    health.add_argument("--url", help="gateway base URL (default: from gateway.listen)")
+    health.add_argument("--instance", help="instance id (default: aggregator.id, or the host name)")
+    health.add_argument("--timeout", type=float, help="seconds to wait (default: 3 intervals + 2)")
     watch = sub.add_parser("watch", help="render the live view of a gateway in the terminal")
     watch.add_argument("url", help="gateway URL, e.g. http://127.0.0.1:8787")
     watch.add_argument("--token", help="bearer token (display tokens work)")
@@ -69,14 +87,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from gateway.server import run_gateway
                 asyncio.run(run_gateway(config))
             case "up":
-                from telemetry_bus.service import run_aggregator
-
                 from gateway.server import run_gateway
                 from probes.runner import run_probes
+                from telemetry_bus.service import run_aggregator
                 asyncio.run(_run_parts([run_aggregator, run_probes, run_gateway], config))
             case "demo":
                 from opsdash.demo import run_demo
                 return run_demo(config, args)
+            case "healthcheck":
+                from opsdash.selfreport import healthcheck
+                ok, why = asyncio.run(healthcheck(config, args.part, instance=args.instance,
+                                                  url=args.url, timeout=args.timeout))
+                print(("healthy: " if ok else "unhealthy: ") + why)
+                return 0 if ok else 1
             case "watch":
                 from gateway.watch import run_watch
                 return asyncio.run(run_watch(args.url, args.token))

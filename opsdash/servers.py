@@ -178,6 +178,7 @@ class PrivatePostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def start(self) -> PrivatePostgres:
+        self.workdir.mkdir(parents=True, exist_ok=True)
         run_as: list[str] = []
         if os.geteuid() == 0:  # initdb refuses root: run it as the postgres user
             shutil.chown(self.workdir, "postgres")

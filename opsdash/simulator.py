@@ -111,7 +111,7 @@ class SimSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 def daily_factor(t: float, settings: SimSettings) -> float:
     """Load relative to the daily mean at wall time ``t``: night ~0.35, afternoon peak ~1.6."""
-    phase = ((t - settings.t0) / settings.day_s + 0.30 + (settings.seed % 97) / 970) % 1.0
+    phase = ((t - settings.t0) / settings.day_s + 0.42 + (settings.seed % 97) / 970) % 1.0
     hour = 24 * phase
     day = (0.35 + 1.15 * math.exp(-(((hour - 14.5) / 4.2) ** 2))
            + 0.35 * math.exp(-(((hour - 9.0) / 1.4) ** 2)))
@@ -234,12 +234,12 @@ class InstanceModel:
                                    "msg/s: throttled", "warning", {"tenant": tenant}))
             case "evaluator":
                 counters["rules_evaluated"] = _poisson(rng, load * 2.6 * dt)
-                counters["alerts_created"] = _poisson(rng, load * 0.004 * dt)
+                counters["alerts_created"] = _poisson(rng, load * 0.018 * dt)
             case "dispatcher":
-                counters["alerts_routed"] = _poisson(rng, load * 0.004 * dt)
+                counters["alerts_routed"] = _poisson(rng, load * 0.018 * dt)
             case "delivery":
                 level = backlog_level(t, s)
-                offered = load * 0.0036 * dt + (self.pending * 0.02)
+                offered = load * 0.0145 * dt + (self.pending * 0.02)
                 target = level * s.backlog_peak * self.share * max(1, s.instances.get("delivery", 1)) / 2
                 # during an episode one big customer's endpoint is slow: jobs wait, some time out
                 if level > 0:
