@@ -203,10 +203,10 @@ def test_wall_mode_renders(open_page: Any) -> None:
     assert page.locator(".app.wall").count() == 1
     assert page.locator(".controls").count() == 0, "wall mode has no controls"
     assert page.evaluate("parseFloat(getComputedStyle(document.documentElement).fontSize)") >= 18
+    screenshot(page, "wall-1920x1080")
     # everything on one screen: the error tile's bottom is inside the viewport
     bottom = page.evaluate("document.querySelector('[data-testid=\"tile-errors\"]').getBoundingClientRect().bottom")
     assert bottom <= 1080 + 1, f"wall mode overflows the screen (errors tile ends at {bottom}px)"
-    screenshot(page, "wall-1920x1080")
     console.check()
 
 

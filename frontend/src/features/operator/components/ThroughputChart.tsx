@@ -16,10 +16,11 @@ const LATENCY_LINES = [
   { label: "p99", color: "#f28b82", unit: "ms" },
 ];
 
-/** Error events as chart markers, grouped by the chart they belong to. */
+/** Error events (severity error/critical) as chart markers, grouped by the chart they belong to. */
 export function errorMarkers(view: View | null): Record<"ingest" | "alert" | "delivery", number[]> {
   const out = { ingest: [] as number[], alert: [] as number[], delivery: [] as number[] };
   for (const e of view?.errors?.errors ?? []) {
+    if (e.severity && e.severity !== "error" && e.severity !== "critical") continue;
     const chart = chartForService(e.service);
     const ts = typeof e.ts === "number" ? e.ts : isoToTs(e.timestamp);
     if (chart && ts !== null) out[chart].push(ts);
