@@ -4,7 +4,8 @@
                                                     [--devices 1000000] [--alerts 100000] [--cycles 20]
 
 Creates a scratch database with docs/platform-schema.sql, seeds it (10,000 tenants; devices seen over
-the last 15 minutes so about 1/3 are online, 2 % never; alerts over 29 days, 10 % open), VACUUM ANALYZE, then times
+the last 15 minutes so about 1/3 are online, 2 % never; alerts over 29 days, 10 % open),
+VACUUM ANALYZE, then times
 whole probe cycles (connect + read-only transaction + the four default queries + close) and prints
 median, p95 and max. The database is dropped afterwards.
 """
@@ -41,7 +42,8 @@ SELECT 1 + g % 10000, now() - (g * 25) * interval '1 second' - interval '10 minu
             ELSE now() - (g * 25) * interval '1 second' - interval '5 minutes' END
 FROM generate_series(1, {alerts}) g;
 INSERT INTO integrations (tenant_id, type, enabled)
-SELECT 1 + g % 10000, (ARRAY['webhook','email','sms'])[1 + g % 3], g % 4 <> 0 FROM generate_series(1, 30000) g;
+SELECT 1 + g % 10000, (ARRAY['webhook','email','sms'])[1 + g % 3], g % 4 <> 0
+FROM generate_series(1, 30000) g;
 """
 
 
@@ -77,8 +79,10 @@ async def main() -> int:
         assert reading is not None and not reading.warnings, reading
         times.sort()
         p95 = times[min(len(times) - 1, int(0.95 * len(times)))]
-        print(f"cycle over {args.cycles} runs: median {statistics.median(times):.1f} ms, "
-              f"p95 {p95:.1f} ms, max {times[-1]:.1f} ms (budget 200 ms)")
+        print(
+            f"cycle over {args.cycles} runs: median {statistics.median(times):.1f} ms, "
+            f"p95 {p95:.1f} ms, max {times[-1]:.1f} ms (budget 200 ms)"
+        )
         print("figures:", dict(reading.metrics))
         return 0 if p95 < 200 else 1
     finally:

@@ -20,7 +20,7 @@ import httpx
 
 from probes.config import DockerProbeConfig
 from probes.core import ProbeError, Reading, Unavailable
-from probes.http import body_error
+from probes.http import body_error, tls_context
 
 __all__ = ["DockerProbe", "container_service", "cpu_percent", "docker_reading", "memory_used"]
 
@@ -110,14 +110,16 @@ class DockerProbe:
 
     def __init__(self, settings: DockerProbeConfig) -> None:
         self.settings = settings
+        self.tls = tls_context()
 
     async def check(self) -> Reading:
         cfg = self.settings
         if not await asyncio.to_thread(os.path.exists, cfg.socket):
             raise Unavailable("no docker socket")
-        transport = httpx.AsyncHTTPTransport(uds=cfg.socket)
+        transport = httpx.AsyncHTTPTransport(uds=cfg.socket, verify=self.tls)
         base = f"http://docker/v{cfg.api_version}"
-        async with httpx.AsyncClient(transport=transport, base_url=base, timeout=cfg.timeout_s) as client:
+        async with httpx.AsyncClient(transport=transport, base_url=base, timeout=cfg.timeout_s,
+                                     verify=self.tls) as client:
             t0 = time.perf_counter()
             params: dict[str, str] = {"all": "true"}
             if cfg.project:

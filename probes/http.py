@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import ssl
+from functools import cache
+
 import httpx
 
 from probes.core import ProbeError
 
-__all__ = ["body_error", "http_error"]
+__all__ = ["body_error", "http_error", "tls_context"]
+
+
+@cache
+def tls_context() -> ssl.SSLContext:
+    """One TLS context for every probe client: building one per ``httpx.AsyncClient`` blocks the event
+    loop for 30-60 ms (it loads the CA bundle), which a probe must never do on each check."""
+    return ssl.create_default_context()
 
 
 def http_error(exc: httpx.HTTPError, where: str) -> ProbeError:

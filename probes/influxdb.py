@@ -22,7 +22,7 @@ import httpx
 from probes.config import InfluxProbeConfig
 from probes.core import ProbeError, Reading, Unavailable, num
 from probes.fs import scan
-from probes.http import body_error, http_error
+from probes.http import body_error, http_error, tls_context
 
 __all__ = ["InfluxFiles", "InfluxProbe", "count_parquet", "influx_reading"]
 
@@ -100,6 +100,7 @@ class InfluxProbe:
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.settings = settings
         self.transport = transport
+        self.tls = tls_context()
 
     async def _sql(self, client: httpx.AsyncClient, q: str) -> list[dict[str, Any]] | str:
         try:
@@ -121,7 +122,7 @@ class InfluxProbe:
             raise Unavailable("not configured (probes.influxdb.url)")
         headers = {"Authorization": f"Bearer {cfg.token}"} if cfg.token else {}
         async with httpx.AsyncClient(base_url=cfg.url, headers=headers, timeout=cfg.timeout_s,
-                                     transport=self.transport) as client:
+                                     transport=self.transport, verify=self.tls) as client:
             t0 = time.perf_counter()
             try:
                 r = await client.get("/health")

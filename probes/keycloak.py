@@ -18,7 +18,7 @@ import httpx
 
 from probes.config import KeycloakProbeConfig
 from probes.core import ProbeError, Reading, Unavailable
-from probes.http import body_error, http_error
+from probes.http import body_error, http_error, tls_context
 
 __all__ = ["KeycloakProbe", "health_error", "keycloak_reading", "session_sums"]
 
@@ -77,6 +77,7 @@ class KeycloakProbe:
         self._token: str | None = None
         self._token_until = 0.0
         self.token_requests = 0
+        self.tls = tls_context()
 
     async def _get_token(self, client: httpx.AsyncClient) -> str:
         cfg = self.settings
@@ -125,7 +126,7 @@ class KeycloakProbe:
         cfg = self.settings
         if not cfg.management_url:
             raise Unavailable("not configured (probes.keycloak.management_url)")
-        async with httpx.AsyncClient(timeout=cfg.timeout_s) as client:
+        async with httpx.AsyncClient(timeout=cfg.timeout_s, verify=self.tls) as client:
             t0 = time.perf_counter()
             try:
                 r = await client.get(f"{cfg.management_url}/health/ready")

@@ -171,14 +171,24 @@ class MqttPublisher:
                         log.info("probes: broker reachable again after %.1f s", time.monotonic() - down_since)
                     down_since = None
                     backoff = self.backoff_initial_s
-                    await self._drain(client)
-            except aiomqtt.MqttError as exc:
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(self._drain(client), name="probes-publish")
+                        # iterating messages raises MqttError when the connection drops, also while
+                        # there is nothing to publish (we subscribe to nothing)
+                        tg.create_task(self._watch(client), name="probes-watch")
+            except* aiomqtt.MqttError as group:
+                exc = group.exceptions[0]
                 self.connected.clear()
                 if down_since is None:
                     down_since = time.monotonic()
                     log.warning("probes: broker unreachable (%s); keeping the latest result per target", exc)
                 await asyncio.sleep(random.uniform(backoff / 2, backoff))
                 backoff = min(self.backoff_max_s, backoff * 2)
+
+    @staticmethod
+    async def _watch(client: aiomqtt.Client) -> None:
+        async for _ in client.messages:
+            pass
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         while True:

@@ -47,8 +47,16 @@ class Response:
 
 
 Handler = Callable[[Request], Response]
-_REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-            404: "Not Found", 500: "Internal Server Error", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    204: "No Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 class FakeHTTP:
@@ -151,9 +159,11 @@ def pgss_admin_dsn() -> Iterator[str]:
     workdir = Path(tempfile.mkdtemp(prefix="opsdash-probes-pg-"))
     server = PrivatePostgres(workdir)
     server.start()
-    subprocess.run(["psql", server.admin_dsn, "-qc",
-                    "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["psql", server.admin_dsn, "-qc", "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'"],
+        check=True,
+        capture_output=True,
+    )
     server.stop()
     server.start()
     try:

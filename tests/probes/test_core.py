@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from opsdash.config import ConfigError, load_config
-from probes.config import PlatformProbeConfig, PostgresProbeConfig, ProbeSettings, ProbesConfig
+from probes.config import PlatformProbeConfig, PostgresProbeConfig, ProbesConfig, ProbeSettings
 from probes.core import ProbeError, ProbeState, Reading, TimedOut, Unavailable, judge, num
 from telemetry_bus.contract import decode_probe, encode
 
@@ -55,20 +55,24 @@ def test_unavailable_is_unknown_and_not_a_failure() -> None:
 
 
 def test_metrics_are_finite_or_null_and_names_checked() -> None:
-    r = _judge(Reading(latency_ms=1.0, metrics={"a": math.inf, "b": math.nan, "c": "12", "d": True}),
-               ProbeState())
+    r = _judge(
+        Reading(latency_ms=1.0, metrics={"a": math.inf, "b": math.nan, "c": "12", "d": True}), ProbeState()
+    )
     assert r.metrics == {"a": None, "b": None, "c": 12, "d": None}
     with pytest.raises(ValueError, match="Bad"):
         _judge(Reading(latency_ms=1.0, metrics={"Bad": 1}), ProbeState())
     assert num("3.5") == 3.5 and num(None) is None and num(2**60) == float(2**60) and num("x") is None
 
 
-@pytest.mark.parametrize(("kwargs", "needle"), [
-    ({"period_s": 0.0}, "period_s must be within 0.05..86400, got 0.0"),
-    ({"timeout_s": 20.0}, "timeout_s must be within 0.01..period_s (10.0), got 20.0"),
-    ({"latency_budget_ms": 9000.0}, "latency_budget_ms must be > 0 and <= timeout_s * 1000, got 9000.0"),
-    ({"retry_s": -1.0}, "retry_s must be within 0..3600, got -1.0"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"period_s": 0.0}, "period_s must be within 0.05..86400, got 0.0"),
+        ({"timeout_s": 20.0}, "timeout_s must be within 0.01..period_s (10.0), got 20.0"),
+        ({"latency_budget_ms": 9000.0}, "latency_budget_ms must be > 0 and <= timeout_s * 1000, got 9000.0"),
+        ({"retry_s": -1.0}, "retry_s must be within 0..3600, got -1.0"),
+    ],
+)
 def test_settings_reject_bad_values_showing_them(kwargs: dict[str, float], needle: str) -> None:
     with pytest.raises(ValueError) as exc:
         msgspec.convert(kwargs, ProbeSettings)
@@ -85,13 +89,15 @@ def test_probe_configs_reject_bad_values() -> None:
 
 
 def test_config_from_env_database_url_feeds_both_and_overrides_work() -> None:
-    env = {"OPSDASH_DATABASE_URL": "postgresql://u@db:5432/iot",
-           "OPSDASH_PROBES__PLATFORM__TIMEZONE": "Europe/Berlin",
-           "OPSDASH_PROBES__POSTGRES__URL": "postgresql://monitor@db:5432/iot",
-           "OPSDASH_PROBES__DISK__PERIOD_S": "60"}
+    env = {
+        "OPSDASH_DATABASE_URL": "postgresql://u@db:5432/iot",
+        "OPSDASH_PROBES__PLATFORM__TIMEZONE": "Europe/Berlin",
+        "OPSDASH_PROBES__POSTGRES__URL": "postgresql://monitor@db:5432/iot",
+        "OPSDASH_PROBES__DISK__PERIOD_S": "60",
+    }
     pc = load_config(env=env).probes
     assert pc.platform_url() == "postgresql://u@db:5432/iot"
     assert pc.postgres_url() == "postgresql://monitor@db:5432/iot"
     assert pc.platform.timezone == "Europe/Berlin" and pc.disk.period_s == 60.0
-    with pytest.raises(ConfigError, match="probes.platform.*Mars/Base"):
+    with pytest.raises(ConfigError, match=r"probes\.platform.*Mars/Base"):
         load_config(env={"OPSDASH_PROBES__PLATFORM__TIMEZONE": "Mars/Base"})

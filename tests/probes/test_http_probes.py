@@ -29,13 +29,32 @@ def influx_server(fake: FakeHTTP, *, recent: int = 42, files: list[dict[str, Any
             if req.headers.get("authorization") != f"Bearer {TOKEN}":
                 return UNAUTH
             return handler(req)
+
         return wrapped
 
-    fake.route("GET", "/health", authed(lambda r: Response(200, "OK", {"Content-Type": "text/plain; charset=utf-8"})))
-    fake.route("GET", "/ping", authed(lambda r: Response(
-        200, {"product_name": "InfluxDB 3 Core", "version": "3.8.0", "revision": "83b589b883",
-              "process_id": "b756d9e0-cecd-4f72-b6d0-19e2d4f8cbb7"},
-        {"Content-Type": "application/json", "X-Influxdb-Version": "3.8.0", "X-Influxdb-Build": "Core"})))
+    fake.route(
+        "GET", "/health", authed(lambda r: Response(200, "OK", {"Content-Type": "text/plain; charset=utf-8"}))
+    )
+    fake.route(
+        "GET",
+        "/ping",
+        authed(
+            lambda r: Response(
+                200,
+                {
+                    "product_name": "InfluxDB 3 Core",
+                    "version": "3.8.0",
+                    "revision": "83b589b883",
+                    "process_id": "b756d9e0-cecd-4f72-b6d0-19e2d4f8cbb7",
+                },
+                {
+                    "Content-Type": "application/json",
+                    "X-Influxdb-Version": "3.8.0",
+                    "X-Influxdb-Build": "Core",
+                },
+            )
+        ),
+    )
 
     def query(req: Request) -> Response:
         if req.arg("db") != "iotcloud":
@@ -51,18 +70,28 @@ def influx_server(fake: FakeHTTP, *, recent: int = 42, files: list[dict[str, Any
 
 
 async def test_influx_healthy_with_token_figures_from_the_api(fake_http: FakeHTTP) -> None:
-    files = [{"table_name": "telemetry", "files": 300, "bytes": 1000}, {"table_name": "cpu", "files": 12, "bytes": 50}]
+    files = [
+        {"table_name": "telemetry", "files": 300, "bytes": 1000},
+        {"table_name": "cpu", "files": 12, "bytes": 50},
+    ]
     influx_server(fake_http, recent=42, files=files)
     probe = InfluxProbe(InfluxProbeConfig(url=fake_http.url, token=TOKEN, file_limit=432))
     result = (await ProbeRunner([probe]).run_once())["influxdb"]
     assert result.status == "healthy", result.error
-    assert result.metrics == {"file_count": 312, "file_limit": 432, "data_bytes": 1050, "recent_writes": 42,
-                              "file_count_max_table": 300}
+    assert result.metrics == {
+        "file_count": 312,
+        "file_limit": 432,
+        "data_bytes": 1050,
+        "recent_writes": 42,
+        "file_count_max_table": 300,
+    }
     assert result.details["version"] == "3.8.0" and result.details["build"] == "Core"
     assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in fake_http.requests)
 
 
-async def test_influx_files_from_the_data_directory_near_the_limit(fake_http: FakeHTTP, tmp_path: Path) -> None:
+async def test_influx_files_from_the_data_directory_near_the_limit(
+    fake_http: FakeHTTP, tmp_path: Path
+) -> None:
     influx_server(fake_http)
     # <node>/dbs/<db_id>/<table_id>/<date>/<HH-MM>/<seq>.parquet, plus WAL and catalog files
     for i in range(9):
@@ -76,8 +105,11 @@ async def test_influx_files_from_the_data_directory_near_the_limit(fake_http: Fa
     (tmp_path / "node0" / "wal" / "00000000001.wal").write_bytes(b"w" * 100)
     cfg = InfluxProbeConfig(url=fake_http.url, token=TOKEN, data_dir=str(tmp_path), file_limit=10)
     result = (await ProbeRunner([InfluxProbe(cfg)]).run_once())["influxdb"]
-    du = int(subprocess.run(["du", "-s", "-B1", str(tmp_path)], capture_output=True, text=True,
-                            check=True).stdout.split()[0])
+    du = int(
+        subprocess.run(
+            ["du", "-s", "-B1", str(tmp_path)], capture_output=True, text=True, check=True
+        ).stdout.split()[0]
+    )
     assert result.metrics["file_count"] == 10 and result.metrics["file_count_max_table"] == 9
     assert result.metrics["data_bytes"] == du
     assert result.status == "degraded" and result.error is not None
@@ -106,12 +138,25 @@ async def test_influx_unknown_database_degrades_with_reason(fake_http: FakeHTTP)
 
 # --- Keycloak ---------------------------------------------------------------------------------
 
-UP = {"status": "UP", "checks": [{"name": "Keycloak database connections async health check", "status": "UP"}]}
-DOWN = {"status": "DOWN", "checks": [{"name": "Keycloak database connections async health check",
-                                      "status": "DOWN", "data": {"Failing since": "2025-01-01 12:00:00,000"}}]}
+UP = {
+    "status": "UP",
+    "checks": [{"name": "Keycloak database connections async health check", "status": "UP"}],
+}
+DOWN = {
+    "status": "DOWN",
+    "checks": [
+        {
+            "name": "Keycloak database connections async health check",
+            "status": "DOWN",
+            "data": {"Failing since": "2025-01-01 12:00:00,000"},
+        }
+    ],
+}
 
 
-def keycloak_server(fake: FakeHTTP, *, health: Response | None = None, admin_status: int = 200) -> dict[str, int]:
+def keycloak_server(
+    fake: FakeHTTP, *, health: Response | None = None, admin_status: int = 200
+) -> dict[str, int]:
     calls = {"token": 0}
     fake.route("GET", "/health/ready", health or Response(200, UP, {"Content-Type": "application/json"}))
 
@@ -119,16 +164,25 @@ def keycloak_server(fake: FakeHTTP, *, health: Response | None = None, admin_sta
         calls["token"] += 1
         form = dict(p.split("=", 1) for p in req.body.decode().split("&"))
         if form.get("client_secret") != "s3cret" or form.get("grant_type") != "client_credentials":
-            return Response(401, {"error": "unauthorized_client", "error_description": "Invalid client secret"})
-        return Response(200, {"access_token": f"tok{calls['token']}", "expires_in": 300, "token_type": "Bearer"})
+            return Response(
+                401, {"error": "unauthorized_client", "error_description": "Invalid client secret"}
+            )
+        return Response(
+            200, {"access_token": f"tok{calls['token']}", "expires_in": 300, "token_type": "Bearer"}
+        )
 
     def stats(req: Request) -> Response:
         if not req.headers.get("authorization", "").startswith("Bearer tok"):
             return Response(401, {"error": "HTTP 401 Unauthorized"})
         if admin_status != 200:
             return Response(admin_status, {"error": "HTTP 403 Forbidden"})
-        return Response(200, [{"id": "u1", "clientId": "web", "active": "3", "offline": "0"},
-                              {"id": "u2", "clientId": "mobile", "active": "11", "offline": "4"}])
+        return Response(
+            200,
+            [
+                {"id": "u1", "clientId": "web", "active": "3", "offline": "0"},
+                {"id": "u2", "clientId": "mobile", "active": "11", "offline": "4"},
+            ],
+        )
 
     fake.route("POST", "/realms/iot/protocol/openid-connect/token", token)
     fake.route("GET", "/admin/realms/iot/client-session-stats", stats)
@@ -165,7 +219,8 @@ async def test_keycloak_not_ready_is_down_naming_the_failing_check(fake_http: Fa
     result = (await runner.run_once())["keycloak"]
     assert result.status == "down" and result.error == (
         "not ready (HTTP 503, status DOWN): Keycloak database connections async health check: DOWN "
-        "(Failing since 2025-01-01 12:00:00,000)")
+        "(Failing since 2025-01-01 12:00:00,000)"
+    )
 
 
 async def test_keycloak_health_disabled_404(fake_http: FakeHTTP) -> None:
@@ -189,21 +244,39 @@ async def test_keycloak_bad_secret_and_missing_role_degrade_keeping_health(fake_
 
 # --- Docker -------------------------------------------------------------------------------------
 
+
 def _stats(total: int, system: int, usage: int, *, v1: bool = False) -> dict[str, Any]:
     mem_stats = {"total_inactive_file": 1000, "cache": 5000} if v1 else {"inactive_file": 2000, "anon": 1}
-    return {"read": "2026-11-27T10:00:00Z",
-            "cpu_stats": {"cpu_usage": {"total_usage": total}, "system_cpu_usage": system, "online_cpus": 4},
-            "precpu_stats": {"cpu_usage": {"total_usage": 0}, "system_cpu_usage": 0},
-            "memory_stats": {"usage": usage, "limit": 100_000, "stats": mem_stats}}
+    return {
+        "read": "2026-11-27T10:00:00Z",
+        "cpu_stats": {"cpu_usage": {"total_usage": total}, "system_cpu_usage": system, "online_cpus": 4},
+        "precpu_stats": {"cpu_usage": {"total_usage": 0}, "system_cpu_usage": 0},
+        "memory_stats": {"usage": usage, "limit": 100_000, "stats": mem_stats},
+    }
 
 
 CONTAINERS = [
-    {"Id": "aaa", "Names": ["/iot-ingest-1"], "State": "running", "Status": "Up 4 days",
-     "Labels": {"com.docker.compose.project": "iot", "com.docker.compose.service": "ingest"}},
-    {"Id": "bbb", "Names": ["/iot-postgres-1"], "State": "running", "Status": "Up 4 days (unhealthy)",
-     "Labels": {"com.docker.compose.project": "iot", "com.docker.compose.service": "postgres"}},
-    {"Id": "ccc", "Names": ["/iot-seed-run-1"], "State": "exited", "Status": "Exit 0",
-     "Labels": {"com.docker.compose.service": "seed", "com.docker.compose.oneoff": "True"}},
+    {
+        "Id": "aaa",
+        "Names": ["/iot-ingest-1"],
+        "State": "running",
+        "Status": "Up 4 days",
+        "Labels": {"com.docker.compose.project": "iot", "com.docker.compose.service": "ingest"},
+    },
+    {
+        "Id": "bbb",
+        "Names": ["/iot-postgres-1"],
+        "State": "running",
+        "Status": "Up 4 days (unhealthy)",
+        "Labels": {"com.docker.compose.project": "iot", "com.docker.compose.service": "postgres"},
+    },
+    {
+        "Id": "ccc",
+        "Names": ["/iot-seed-run-1"],
+        "State": "exited",
+        "Status": "Exit 0",
+        "Labels": {"com.docker.compose.service": "seed", "com.docker.compose.oneoff": "True"},
+    },
     {"Id": "ddd", "Names": ["/boring_feynman"], "State": "exited", "Status": "Exit 0", "Labels": {}},
 ]
 
@@ -212,23 +285,31 @@ CONTAINERS = [
 async def docker_socket(tmp_path: Path):  # type: ignore[no-untyped-def]
     fake = FakeHTTP()
     path = str(tmp_path / "docker.sock")
-    samples = {"aaa": [_stats(1_000, 100_000, 50_000), _stats(3_000, 120_000, 50_000)],
-               "bbb": [_stats(0, 100_000, 95_000, v1=True), _stats(0, 120_000, 95_000, v1=True)]}
+    samples = {
+        "aaa": [_stats(1_000, 100_000, 50_000), _stats(3_000, 120_000, 50_000)],
+        "bbb": [_stats(0, 100_000, 95_000, v1=True), _stats(0, 120_000, 95_000, v1=True)],
+    }
     served: dict[str, int] = {"aaa": 0, "bbb": 0}
-    fake.route("GET", "/v1.43/containers/json", Response(200, CONTAINERS, {"Content-Type": "application/json"}))
+    fake.route(
+        "GET", "/v1.43/containers/json", Response(200, CONTAINERS, {"Content-Type": "application/json"})
+    )
     for cid in samples:
+
         def stats(req: Request, cid: str = cid) -> Response:
             assert req.arg("stream") == "false" and req.arg("one-shot") == "true"
             i = min(served[cid], 1)
             served[cid] += 1
             return Response(200, samples[cid][i], {"Content-Type": "application/json"})
+
         fake.route("GET", f"/v1.43/containers/{cid}/stats", stats)
     await fake.start_unix(path)
     yield path, fake
     await fake.close()
 
 
-async def test_docker_containers_cpu_and_memory_like_docker_stats(docker_socket: tuple[str, FakeHTTP]) -> None:
+async def test_docker_containers_cpu_and_memory_like_docker_stats(
+    docker_socket: tuple[str, FakeHTTP],
+) -> None:
     path, fake = docker_socket
     probe = DockerProbe(DockerProbeConfig(socket=path, cpu_sample_s=0.05))
     result = (await ProbeRunner([probe]).run_once())["docker"]
@@ -236,18 +317,29 @@ async def test_docker_containers_cpu_and_memory_like_docker_stats(docker_socket:
     rows = {r["name"]: r for r in result.details["containers"]}
     assert set(rows) == {"iot-ingest-1", "iot-postgres-1", "boring_feynman"}  # the one-off is left out
     # CPU: (3000-1000)/(120000-100000) * 4 cpus * 100 = 40 %; memory v2: usage - inactive_file
-    assert rows["iot-ingest-1"] == {"name": "iot-ingest-1", "service": "ingest", "state": "running",
-                                    "status": "Up 4 days", "cpu_pct": 40.0, "mem_bytes": 48_000,
-                                    "mem_limit_bytes": 100_000}
+    assert rows["iot-ingest-1"] == {
+        "name": "iot-ingest-1",
+        "service": "ingest",
+        "state": "running",
+        "status": "Up 4 days",
+        "cpu_pct": 40.0,
+        "mem_bytes": 48_000,
+        "mem_limit_bytes": 100_000,
+    }
     # cgroup v1: usage - total_inactive_file (the CLI's rule, not the API doc's "cache")
     assert rows["iot-postgres-1"]["mem_bytes"] == 94_000 and rows["iot-postgres-1"]["cpu_pct"] == 0.0
     assert rows["boring_feynman"]["cpu_pct"] is None and rows["boring_feynman"]["state"] == "exited"
     assert result.status == "degraded" and result.error is not None
-    assert "iot-postgres-1 unhealthy" in result.error and "iot-postgres-1 memory 94% of its limit" in result.error
+    assert (
+        "iot-postgres-1 unhealthy" in result.error
+        and "iot-postgres-1 memory 94% of its limit" in result.error
+    )
     assert all(r.path.startswith("/v1.43/") for r in fake.requests)
 
 
-async def test_no_docker_socket_is_unknown_and_logged_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_no_docker_socket_is_unknown_and_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     probe = DockerProbe(DockerProbeConfig(socket=str(tmp_path / "none.sock")))
     runner = ProbeRunner([probe])
     with caplog.at_level(logging.INFO, logger="opsdash.probes"):
@@ -259,6 +351,7 @@ async def test_no_docker_socket_is_unknown_and_logged_once(tmp_path: Path, caplo
 async def test_dead_daemon_behind_an_existing_socket_is_a_failure(tmp_path: Path) -> None:
     path = tmp_path / "stale.sock"
     import socket
+
     s = socket.socket(socket.AF_UNIX)
     s.bind(str(path))
     s.close()  # the file stays, nobody listens
@@ -272,8 +365,11 @@ async def test_dead_daemon_behind_an_existing_socket_is_a_failure(tmp_path: Path
 
 def test_docker_formulas_match_the_cli() -> None:
     # MOBY v1.43 example: precpu/cpu as documented
-    cur = {"cpu_usage": {"total_usage": 100215355, "percpu_usage": [1, 2, 3, 4]},
-           "system_cpu_usage": 739306590000000, "online_cpus": 4}
+    cur = {
+        "cpu_usage": {"total_usage": 100215355, "percpu_usage": [1, 2, 3, 4]},
+        "system_cpu_usage": 739306590000000,
+        "online_cpus": 4,
+    }
     pre = {"cpu_usage": {"total_usage": 100093996}, "system_cpu_usage": 9492140000000}
     expected = (100215355 - 100093996) / (739306590000000 - 9492140000000) * 4 * 100
     assert cpu_percent(pre, cur) == pytest.approx(expected)

@@ -21,25 +21,37 @@ def _probe(url: str, **kw: object) -> PostgresProbe:
 
 
 async def test_sizes_and_tables_equal_the_servers_figures(database_url: str) -> None:
-    await pg_exec(database_url,
-                  "CREATE TABLE big AS SELECT g AS id, repeat('x', 200) AS pad FROM generate_series(1, 20000) g",
-                  "CREATE INDEX ON big (id)",
-                  "CREATE TABLE small (id int)", "INSERT INTO small VALUES (1)",
-                  "CREATE SCHEMA other", "CREATE TABLE other.mid AS SELECT g FROM generate_series(1, 3000) g",
-                  "ANALYZE")
+    await pg_exec(
+        database_url,
+        "CREATE TABLE big AS SELECT g AS id, repeat('x', 200) AS pad FROM generate_series(1, 20000) g",
+        "CREATE INDEX ON big (id)",
+        "CREATE TABLE small (id int)",
+        "INSERT INTO small VALUES (1)",
+        "CREATE SCHEMA other",
+        "CREATE TABLE other.mid AS SELECT g FROM generate_series(1, 3000) g",
+        "ANALYZE",
+    )
     reading = await _probe(database_url).check()
     conn = await asyncpg.connect(database_url)
     try:
         size = await conn.fetchval("SELECT pg_database_size(current_database())")
-        tables = await conn.fetch("SELECT schemaname || '.' || relname AS n, pg_total_relation_size(relid) AS b "
-                                  "FROM pg_stat_user_tables ORDER BY b DESC")
-        settings = await conn.fetchrow("SELECT current_setting('max_connections')::int AS m, "
-                                       "current_setting('superuser_reserved_connections')::int AS r")
+        tables = await conn.fetch(
+            "SELECT schemaname || '.' || relname AS n, pg_total_relation_size(relid) AS b "
+            "FROM pg_stat_user_tables ORDER BY b DESC"
+        )
+        settings = await conn.fetchrow(
+            "SELECT current_setting('max_connections')::int AS m, "
+            "current_setting('superuser_reserved_connections')::int AS r"
+        )
     finally:
         await conn.close()
     assert reading.metrics["db_size_bytes"] == size
     assert reading.details["largest_tables"] == [{"name": r["n"], "bytes": r["b"]} for r in tables]
-    assert [t["name"] for t in reading.details["largest_tables"]] == ["public.big", "other.mid", "public.small"]
+    assert [t["name"] for t in reading.details["largest_tables"]] == [
+        "public.big",
+        "other.mid",
+        "public.small",
+    ]
     assert reading.metrics["connections_max"] == settings["m"] - settings["r"]
     assert reading.latency_ms is not None and reading.latency_ms > 0
 
@@ -88,7 +100,8 @@ async def test_slow_statements_from_pg_stat_statements(pgss_admin_dsn: str) -> N
             reading = await _probe(dsn).check()
             truth = await conn.fetchrow(
                 "SELECT calls, mean_exec_time FROM pg_stat_statements WHERE query LIKE 'SELECT pg_sleep%' "
-                "AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())")
+                "AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
         finally:
             await conn.close()
         slow = reading.details["slow_statements"]
@@ -143,7 +156,9 @@ async def test_too_many_connections_is_down_with_that_reason(database_url: str, 
 async def test_refused_missing_database_and_unknown_role_give_their_reason(database_url: str) -> None:
     port = free_port()
     cases = {
-        f"postgresql://postgres@127.0.0.1:{port}/x": f"connection refused: nothing listens on 127.0.0.1:{port}",
+        f"postgresql://postgres@127.0.0.1:{port}/x": (
+            f"connection refused: nothing listens on 127.0.0.1:{port}"
+        ),
         database_url + "_nope": "database does not exist",
         database_url.replace("postgres@", "nobody_here@", 1): "authentication failed",
     }
@@ -155,8 +170,17 @@ async def test_refused_missing_database_and_unknown_role_give_their_reason(datab
 
 
 def test_near_the_connection_limit_is_degraded() -> None:
-    stats = {"used": 77, "used_db": 10, "max_conn": 100, "su_reserved": 3, "reserved": 0, "db": "iot",
-             "db_size": 1, "version": "15", "in_recovery": False}
+    stats = {
+        "used": 77,
+        "used_db": 10,
+        "max_conn": 100,
+        "su_reserved": 3,
+        "reserved": 0,
+        "db": "iot",
+        "db_size": 1,
+        "version": "15",
+        "in_recovery": False,
+    }
     cfg = PostgresProbeConfig()
     ok = postgres_reading(PgRaw(1.0, stats, [], None), cfg)
     assert ok.warnings == () and ok.metrics["connections_max"] == 97
