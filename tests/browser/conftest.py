@@ -102,7 +102,7 @@ class Stack:
 
     def get(self, path: str) -> tuple[int, dict[str, str], Any]:
         try:
-            with urllib.request.urlopen(self.base + path, timeout=5) as resp:  # noqa: S310 - local
+            with urllib.request.urlopen(self.base + path, timeout=5) as resp:
                 return resp.status, dict(resp.headers), json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as exc:
             return exc.code, dict(exc.headers), None
@@ -118,8 +118,9 @@ class Stack:
                 if status == 200 and (predicate is None or predicate(body)):
                     return body  # type: ignore[no-any-return]
             time.sleep(0.2)
-        raise AssertionError(f"no view after {timeout} s (last answer {last}); gateway log:\n"
-                             f"{self.log('gateway')[-2000:]}\naggregator log:\n{self.log('aggregator')[-2000:]}")
+        raise AssertionError(
+            f"no view after {timeout} s (last answer {last}); gateway log:\n"
+            f"{self.log('gateway')[-2000:]}\naggregator log:\n{self.log('aggregator')[-2000:]}")
 
     def close(self) -> None:
         for name in list(self.procs):

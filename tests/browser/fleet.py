@@ -30,9 +30,9 @@ PROBES: dict[str, dict[str, object]] = {
     "mqtt": {"status": "healthy", "latency_ms": 1.0, "metrics": {"connected_clients": 25}},
     "keycloak": {"status": "degraded", "latency_ms": 180.0, "metrics": {"active_sessions": 7},
                  "error": "slow: /health took 180 ms"},
-    "disk": {"status": "healthy", "metrics": {"postgres_data_bytes": 12.5 * 2**30, "influxdb_data_bytes": 45 * 2**30,
-                                              "total_volume_bytes": 100 * 2**30, "used_volume_bytes": 78 * 2**30,
-                                              "used_pct": 78.0}},
+    "disk": {"status": "healthy", "metrics": {
+        "postgres_data_bytes": 12.5 * 2**30, "influxdb_data_bytes": 45 * 2**30,
+        "total_volume_bytes": 100 * 2**30, "used_volume_bytes": 78 * 2**30, "used_pct": 78.0}},
     "platform": {"status": "healthy", "metrics": {
         "tenants_active": 12, "tenants_suspended": 2, "tenants_deleted": 1, "tenants_total": 15,
         "devices_registered": 4500, "devices_online": 3800, "devices_stale": 700,
@@ -74,7 +74,8 @@ async def traffic(rep: Reporter, per_tick: dict[str, int], gauges: dict[str, flo
             for ms in (2.0, 3.0, 4.0, 5.0, 8.0, 12.0, 20.0, 45.0):
                 rep.observe("influx_write_ms", ms)
         if event_every and tick % event_every == 0:
-            rep.event("webhook_timeout", f"POST https://example.com/hook timed out ({tick})", severity="error")
+            rep.event("webhook_timeout", f"POST https://example.com/hook timed out ({tick})",
+                      severity="error")
         tick += 1
         await asyncio.sleep(0.25)
 
@@ -86,7 +87,8 @@ async def main(url: str, role: str) -> None:
     async with asyncio.TaskGroup() as tg:
         if role == "fleet":
             tg.create_task(probes_loop(url))
-            tg.create_task(traffic(rep("ingest", "ingest-1"), {"messages_received": 12, "messages_written": 12},
+            tg.create_task(traffic(rep("ingest", "ingest-1"),
+                                   {"messages_received": 12, "messages_written": 12},
                                    {"queue_depth": 3}, latency=True))
             tg.create_task(traffic(rep("ingest", "ingest-2"), {"messages_received": 8, "messages_written": 8},
                                    {"queue_depth": 4}, latency=True))

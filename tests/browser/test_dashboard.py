@@ -18,13 +18,18 @@ pytestmark = pytest.mark.browser
 COMPONENTS = ("postgres", "influxdb", "mqtt", "keycloak", "ingest", "evaluator", "dispatcher", "delivery")
 
 READ_PAGE = """() => {
-  const out = {seq: document.querySelector('[data-testid="app"]').dataset.seq, values: {}, texts: {}, status: {}};
+  const app = document.querySelector('[data-testid="app"]');
+  const out = {seq: app.dataset.seq, values: {}, texts: {}, status: {}};
   for (const el of document.querySelectorAll('[data-testid][data-value]')) {
     out.values[el.dataset.testid] = el.dataset.value;
     out.texts[el.dataset.testid] = el.textContent;
   }
-  for (const el of document.querySelectorAll('[data-testid^="comp-"][data-status]')) out.status[el.dataset.testid] = el.dataset.status;
-  for (const el of document.querySelectorAll('[data-testid$="-instances"]')) out.texts[el.dataset.testid] = el.textContent;
+  for (const el of document.querySelectorAll('[data-testid^="comp-"][data-status]')) {
+    out.status[el.dataset.testid] = el.dataset.status;
+  }
+  for (const el of document.querySelectorAll('[data-testid$="-instances"]')) {
+    out.texts[el.dataset.testid] = el.textContent;
+  }
   for (const el of document.querySelectorAll('[data-testid^="count-"] [data-value]')) {
     out.values[el.parentElement.dataset.testid] = el.dataset.value;
   }
@@ -131,7 +136,8 @@ def test_numbers_on_the_page_equal_the_rest_values(stack: Stack, open_page: Any)
     assert texts["total-devices-value"] == "4,500"
     assert texts["rate-ingest-value"] == fmt_decimal(tp["ingest_rate_per_sec"])
     ingest = comps["ingest"]
-    assert texts["comp-ingest-instances"] == f"{ingest['instances_healthy']}/{ingest['instances_total']} healthy"
+    counts = f"{ingest['instances_healthy']}/{ingest['instances_total']} healthy"
+    assert texts["comp-ingest-instances"] == counts
     assert texts["comp-ingest-instances"] == "2/2 healthy"
     # the fleet's known traffic: 80 msg/s into ingest (within the 60 s window's ramp-up)
     assert 0 < tp["ingest_rate_per_sec"] <= 81
@@ -172,7 +178,8 @@ DRAWN_PIXELS = """(testid) => {
   let n = 0;
   for (let i = 0; i < data.length; i += 4) {
     // the ingest line colour #4ea1ff (78, 161, 255), with some tolerance for antialiasing
-    if (data[i + 3] > 200 && Math.abs(data[i] - 78) < 40 && Math.abs(data[i + 1] - 161) < 40 && data[i + 2] > 200) n++;
+    const [r, g, b, a] = [data[i], data[i + 1], data[i + 2], data[i + 3]];
+    if (a > 200 && Math.abs(r - 78) < 40 && Math.abs(g - 161) < 40 && b > 200) n++;
   }
   return n;
 }"""
@@ -193,8 +200,8 @@ def test_the_chart_draws(open_page: Any) -> None:
     seq = page.locator('[data-testid="app"]').get_attribute("data-seq")
     page.wait_for_function(f'document.querySelector(\'[data-testid="app"]\').dataset.seq !== "{seq}"',
                            timeout=scaled(5) * 1000)
-    assert page.evaluate('(c) => c.isConnected && c === document.querySelector(\'[data-testid="chart-ingest"] canvas\')',
-                         handle)
+    same = "(c) => c.isConnected && c === document.querySelector('[data-testid=\"chart-ingest\"] canvas')"
+    assert page.evaluate(same, handle)
     console.check()
 
 
@@ -205,7 +212,8 @@ def test_wall_mode_renders(open_page: Any) -> None:
     assert page.evaluate("parseFloat(getComputedStyle(document.documentElement).fontSize)") >= 18
     screenshot(page, "wall-1920x1080")
     # everything on one screen: the error tile's bottom is inside the viewport
-    bottom = page.evaluate("document.querySelector('[data-testid=\"tile-errors\"]').getBoundingClientRect().bottom")
+    bottom = page.evaluate(
+        "document.querySelector('[data-testid=\"tile-errors\"]').getBoundingClientRect().bottom")
     assert bottom <= 1080 + 1, f"wall mode overflows the screen (errors tile ends at {bottom}px)"
     console.check()
 
@@ -239,8 +247,15 @@ def test_reconnects_after_the_gateway_restarts(stack: Stack, open_page: Any) -> 
     assert page.locator('[data-testid="comp-ingest"]').get_attribute("data-stale") == "true"
     screenshot(page, "dashboard-disconnected")
     stack.start_gateway()
-    page.wait_for_selector('[data-testid="app"][data-phase="live"]', timeout=scaled(25) * 1000)
-    page.wait_for_selector('[data-testid="tile-throughput"][data-stale="false"]', timeout=scaled(10) * 1000)
+    try:
+        page.wait_for_selector('[data-testid="app"][data-phase="live"]', timeout=scaled(25) * 1000)
+        page.wait_for_selector('[data-testid="tile-throughput"][data-stale="false"]',
+                               timeout=scaled(10) * 1000)
+    except Exception as exc:
+        state = page.locator('[data-testid="connection"]').inner_text()
+        raise AssertionError(f"no live view after the restart (page says {state!r}; "
+                             f"console {console.errors}); "
+                             f"gateway log:\n{stack.log('gateway')[-2000:]}") from exc
     assert "Live" in page.locator('[data-testid="connection"]').inner_text()
     # while the gateway was away Chromium itself logs each refused WebSocket attempt; nothing else
     console.check(allow=("WebSocket connection to",))

@@ -180,6 +180,15 @@ describe("live reducer", () => {
   });
 });
 
+describe("a new connection", () => {
+  it("forgets the previous gateway's stale word", () => {
+    const stale = run([msg(snap(7)), { type: "message", msg: { type: "meta", stale: true, age_s: 9 }, now: 2 }], connected()).state;
+    const reopened = run([{ type: "closed", code: 1006, reason: "", retryAt: 10, now: 5 }, { type: "connecting", now: 10 }, { type: "open", now: 11 }], stale).state;
+    expect(reopened.gatewayStale).toBe(false);
+    expect(reopened.view).not.toBeNull();
+  });
+});
+
 describe("applyAppend", () => {
   it("pushes and trims from the front to maxLen", () => {
     const out = applyAppend({ a: [[1, 1], [2, 2]] }, { a: [3, 3], b: [3, 9] }, 2);

@@ -195,7 +195,11 @@ export function step(state: LiveState, action: Action): Step {
     case "open":
       return {
         // The hello asks for a snapshot: count it as the first resync request.
-        state: { ...state, phase: "syncing", awaitingSnapshot: true, resyncSentAt: action.now, lastClose: null },
+        // A new connection (perhaps to another gateway) starts without the old one's staleness word.
+        state: {
+          ...state, phase: "syncing", awaitingSnapshot: true, resyncSentAt: action.now, lastClose: null,
+          gatewayStale: false, gatewayAgeS: null,
+        },
         send: null,
       };
     case "message":
