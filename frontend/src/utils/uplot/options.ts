@@ -52,7 +52,7 @@ export function buildOptions(o: ChartOpts): uPlot.Options {
     height: Math.max(60, o.height),
     legend: { show: false },
     cursor: { drag: { x: false, y: false }, points: { size: 6 } },
-    padding: [8, 8, 0, 0],
+    padding: [8, 18, 0, 0],
     scales: {
       x: { time: true, range: () => windowRange(o.latestX(), o.windowS, o.nowS()) },
       y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.15 : 1] },

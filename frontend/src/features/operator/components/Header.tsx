@@ -12,7 +12,7 @@ export function connectionText(live: LiveState, now: number): { icon: string; te
     case "syncing":
       return { icon: "◌", text: "Connected, waiting for data…", cls: "warn" };
     case "live":
-      if (live.gatewayStale) return { icon: "⏸", text: "Connected · aggregator silent", cls: "warn" };
+      if (live.gatewayStale) return { icon: "‖", text: "Connected · aggregator silent", cls: "warn" };
       if (live.awaitingSnapshot) return { icon: "↻", text: "Live · resyncing", cls: "warn" };
       return { icon: "●", text: "Live", cls: "ok" };
     case "reconnecting": {
@@ -56,7 +56,7 @@ export function Header({ live, now, wall, controls }: {
       </div>
       <div class={`last${stale ? " is-stale" : ""}`} data-testid="last-update">
         Last update: <strong>{since === null ? "never" : fmtAge(since)}</strong>
-        {stale && view && <span class="stale-word"> ⏸ stale</span>}
+        {stale && view && <span class="stale-word"> ‖ stale</span>}
       </div>
       <div class="complete" data-testid="completeness" title={
         comp ? `${comp.received_intervals ?? "?"} intervals received, ${comp.missing_intervals ?? "?"} missing` : undefined

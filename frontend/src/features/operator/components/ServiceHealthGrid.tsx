@@ -105,7 +105,7 @@ export function ServiceHealthGrid({ live, now }: { live: LiveState; now: number 
               </div>
             )}
             <footer>
-              {stale && <span class="stale-word">⏸ stale</span>}
+              {stale && <span class="stale-word">‖ stale</span>}
               <span class="age" data-testid={`comp-${id}-age`}>
                 {kind === "service" ? "seen" : "checked"} {fmtAge(ageS)}
               </span>

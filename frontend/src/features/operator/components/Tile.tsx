@@ -21,7 +21,7 @@ export function Tile({ title, ageS, stale, class: cls, testId, extra, children }
       </header>
       <div class="tile-body">{children}</div>
       <footer class="tile-foot">
-        {stale && <span class="stale-word">⏸ stale</span>}
+        {stale && <span class="stale-word">‖ stale</span>}
         <span class="age" data-testid={testId ? `${testId}-age` : undefined} title="age of this panel's data">
           data {fmtAge(ageS)}
         </span>
