@@ -200,6 +200,10 @@ class Demo:
             self.say(f"PostgreSQL: the configured database {_redact(dsn)}")
         else:
             assert self.tmp is not None
+            if os.geteuid() == 0 and not await asyncio.to_thread(_postgres_can_reach, self.tmp):
+                raise _StartError(
+                    f"PostgreSQL runs as the user postgres, which cannot reach {self.tmp}: choose a "
+                    "--temp-dir whose parent directories others may enter (e.g. under /tmp)")
             self.say("PostgreSQL: starting a private cluster (initdb) ...")
             self.postgres = PrivatePostgres(self.tmp / "postgres")
             try:
@@ -360,6 +364,15 @@ class Demo:
 
 class _StartError(Exception):
     pass
+
+
+def _postgres_can_reach(path: Path) -> bool:
+    """As root: whether the postgres user can enter ``path`` (initdb would fail otherwise)."""
+    try:
+        return subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(path)],
+                              check=False, capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return True  # cannot tell: let initdb say what is wrong
 
 
 def _redact(dsn: str) -> str:
