@@ -38,6 +38,7 @@ from typing import Final, Literal
 
 import aiomqtt
 
+from telemetry_bus.aio import cancel_and_wait
 from telemetry_bus.config import MqttConfig
 from telemetry_bus.contract import (
     Event,
@@ -254,12 +255,10 @@ class Reporter:
             return
         self._stopping = True
         self._wake.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), timeout)
-        except TimeoutError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task = self._task
+        done, _ = await asyncio.wait([task], timeout=timeout)
+        if not done:
+            await cancel_and_wait([task])
         self._task = None
 
     async def __aenter__(self) -> Reporter:

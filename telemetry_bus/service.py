@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import aiomqtt
 
+from telemetry_bus.aio import cancel_and_wait
 from telemetry_bus.contract import ViewPatch, ViewSnapshot, encode, topics
 from telemetry_bus.fold import Fold, TickOutput
 
@@ -60,9 +61,17 @@ class AggregatorService:
         )
 
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._connection_loop(), name="aggregator:mqtt")
-            tg.create_task(self._tick_loop(), name="aggregator:tick")
+        """Run until cancelled; a failure of either loop ends both."""
+        tasks: list[asyncio.Task[None]] = [
+            asyncio.create_task(self._connection_loop(), name="aggregator:mqtt"),
+            asyncio.create_task(self._tick_loop(), name="aggregator:tick"),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for t in done:
+                t.result()
+        finally:
+            await asyncio.shield(cancel_and_wait(tasks))
 
     async def _connection_loop(self) -> None:
         backoff = 0.2
