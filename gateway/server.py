@@ -239,9 +239,10 @@ class Gateway:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=5)
+            for task in pending:
+                log.warning("task %s did not stop within 5 s", task.get_name())
         self._tasks.clear()
         if self._server is not None:
             self._server.close()
@@ -277,8 +278,15 @@ class Gateway:
                     log.info("subscribed to %s/v1/view/# on %s:%s", root, ep.host, ep.port)
                     snap_topic, patch_topic = topics.snapshot(root), topics.patch(root)
                     async for message in client.messages:
-                        self.feed(str(message.topic), bytes(message.payload), snap_topic, patch_topic)
+                        try:
+                            self.feed(str(message.topic), bytes(message.payload), snap_topic,
+                                      patch_topic)
+                        except Exception:  # a bug in one message must not stop the view
+                            log.exception("feeding a message from %s failed", message.topic)
             except aiomqtt.MqttError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from exc  # aiomqtt may turn a cancel into MqttError
                 log.warning("broker %s:%s: %s; retrying in about %.1f s", ep.host, ep.port, exc, backoff)
             finally:
                 self.mqtt_connected = False
@@ -356,7 +364,7 @@ class Gateway:
     def _fan_out_patch(self, now: float) -> None:
         patch = self.store.last_patch
         assert patch is not None
-        for sections, members in self.groups.items():
+        for sections, members in list(self.groups.items()):
             ready = []
             for c in list(members):
                 if self._over_limit(c, now):
@@ -373,7 +381,7 @@ class Gateway:
                 self.counters.bytes_sent_total += len(data) * len(ready)
 
     def _fan_out_snapshot(self, now: float) -> None:
-        for members in self.groups.values():
+        for members in list(self.groups.values()):
             for c in list(members):
                 if not self._over_limit(c, now):
                     self._send_snapshot(c)
@@ -407,6 +415,13 @@ class Gateway:
     async def _housekeeping(self) -> None:
         while True:
             await asyncio.sleep(0.25)
+            try:
+                self._housekeeping_once()
+            except Exception:  # never let one bad client stop staleness and expiry checks
+                log.exception("housekeeping failed")
+
+    def _housekeeping_once(self) -> None:
+        if True:
             now = self.clock()
             self._check_stale(now)
             wall = self.wallclock()
@@ -760,7 +775,9 @@ class Gateway:
                         "lagging": sum(1 for c in self.clients.values() if c.lagging_since is not None),
                         "resyncs": k.resyncs_total, "dropped_slow": k.dropped_slow_total,
                         "connections_total": k.connections_total,
-                        "patches_sent": k.patches_sent_total, "bytes_sent": k.bytes_sent_total},
+                        "patches_sent": k.patches_sent_total, "bytes_sent": k.bytes_sent_total,
+                        "buffered_bytes_max": max((self._buffered(c) for c in self.clients.values()),
+                                                  default=0)},
             "refused": dict(k.refused),
             "auth": {"mode": self.cfg.auth, "failures": k.auth_failures_total},
         }

@@ -22,13 +22,14 @@ COMPONENTS = ("postgres", "influxdb", "mqtt", "keycloak", "ingest", "evaluator",
 
 class ViewSim:
     def __init__(self, seed: int = 1, series_len: int = 900, errors_size: int = 50,
-                 message_pad: int = 0) -> None:
+                 message_pad: int = 0, blob_bytes: int = 0) -> None:
         self.rng = random.Random(seed)
         self.seq = 0
         self.t = T0
         self.series_len = series_len
         self.errors_size = errors_size
         self.message_pad = message_pad
+        self.blob_bytes = blob_bytes
         self.errors: list[dict[str, Any]] = []
         self.series: dict[str, list[Any]] = {name: [] for name in SERIES}
         self.body = self._body()  # the view without series
@@ -73,7 +74,8 @@ class ViewSim:
                         "period": "last_60_seconds", "window_s": 60},
             "capacity": {"disk": {"postgres_data_gb": self._num(10, 13), "total_volume_gb": 100.0,
                                   "used_pct": self._num(50, 60)},
-                         "postgres": {"db_size_mb": self._num(1000, 1300), "connections_used": r.randint(1, 100),
+                         "postgres": {"db_size_mb": self._num(1000, 1300),
+                                      "connections_used": r.randint(1, 100),
                                       "connections_max": 100},
                          "influxdb": {"file_count": r.randint(400, 450), "file_limit": 1000}},
             "aggregates": {"tenants": {"active": 12, "suspended": 2, "deleted": 1, "total": 15},
@@ -88,6 +90,8 @@ class ViewSim:
                              "missing_intervals": 0, "totals": {"messages_received": self.seq * 125},
                              "gauges": {"queue_depth": r.randint(0, 5)}}}}},
         }
+        if self.blob_bytes:  # a big member that changes every tick (stress for slow clients)
+            view["errors"]["blob"] = self.rng.randbytes(self.blob_bytes // 2).hex()
         return canonical(view)
 
     def state(self) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from jwt.algorithms import RSAAlgorithm
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from gateway.auth import AuthError, Authenticator, JwksCache
+from gateway.auth import Authenticator, AuthError, JwksCache
 from tests.conftest import eventually
 from tests.gateway.client import recv
 from tests.gateway.conftest import GatewayFactory, published
@@ -47,7 +47,8 @@ def mint(*, kid: str = "k1", key: rsa.RSAPrivateKey = KEY, exp: float | None = N
          roles: list[str] | None = None, alg: str = "RS256") -> str:
     now = time.time()
     claims: dict[str, Any] = {"iss": iss, "aud": list(aud) if isinstance(aud, tuple) else aud,
-                              "sub": "u-1", "iat": int(now), "exp": int(exp if exp is not None else now + 300),
+                              "sub": "u-1", "iat": int(now),
+                              "exp": int(exp if exp is not None else now + 300),
                               "preferred_username": "alice", "typ": "Bearer",
                               "realm_access": {"roles": roles if roles is not None else ["operator"]}}
     if nbf is not None:
@@ -120,7 +121,7 @@ def oidc_auth(url: str, min_refresh_s: float = 30.0) -> Authenticator:
 
 
 CASES = [
-    ("valid", lambda: mint(), None),
+    ("valid", mint, None),
     ("expired", lambda: mint(exp=time.time() - 120), (401, "token_expired")),
     ("not yet valid", lambda: mint(nbf=time.time() + 120), (401, "unauthorized")),
     ("wrong issuer", lambda: mint(iss="http://evil/realms/iot"), (401, "unauthorized")),
