@@ -237,10 +237,21 @@ async def run_probes(config: Any) -> None:
     log.info("probes: running %s, publishing to %s under %s",
              ", ".join(p.target for p in probes) or "nothing", config.mqtt.endpoint().host,
              config.mqtt.topic_root)
+    from opsdash.selfreport import self_reporting
+
     try:
-        async with asyncio.TaskGroup() as tg:
+        async with self_reporting(config, "probes") as rep, asyncio.TaskGroup() as tg:
+            def submit(target: str, result: ProbeResult) -> None:
+                # opsdash watches itself: each check counted on the bus like any service's work
+                rep.inc("probe_runs")
+                if result.status == "down":
+                    rep.inc("probe_failures")
+                if result.latency_ms is not None:
+                    rep.observe("probe_ms", result.latency_ms)
+                publisher.submit(target, result)
+
             tg.create_task(publisher.run(), name="probes-publisher")
-            tg.create_task(runner.run(publisher.submit), name="probes-runner")
+            tg.create_task(runner.run(submit), name="probes-runner")
     finally:
         for p in probes:
             closer = getattr(p, "aclose", None)

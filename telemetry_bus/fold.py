@@ -164,8 +164,9 @@ class Fold:
         self._q_feed_n = 0
         self.seq = 0
         self._prev_view: dict[str, Any] = {}
-        self.series_len = max(1, round(config.history_s / config.tick_s))
+        self.series_len = config.history_s
         self.series: dict[str, deque[list[float | None]]] = {}
+        self._last_point_sec: int | None = None
         self._ring_size = config.window_s + RATE_LAG_S + 2
         for name in config.expected_services:
             self.services[name] = Service(name)
@@ -529,7 +530,10 @@ class Fold:
         self._evaluate(now)
         self.seq += 1
         view = self._build(now)
-        append = self._series_points(view, now)
+        # One series point per whole second, however short the tick.
+        sec = math.floor(now)
+        append = self._series_points(view, now) if sec != self._last_point_sec else {}
+        self._last_point_sec = sec
         for name, point in append.items():
             points = self.series.setdefault(name, deque(maxlen=self.series_len))
             points.append(point)

@@ -28,6 +28,7 @@ from telemetry_bus.fold import Fold, TickOutput
 
 if TYPE_CHECKING:
     from opsdash.config import Config
+    from telemetry_bus.reporter import Reporter
 
 __all__ = ["AggregatorService", "run_aggregator"]
 
@@ -50,6 +51,9 @@ class AggregatorService:
         self._client: aiomqtt.Client | None = None
         self._last_snapshot_at = -math.inf
         self._need_snapshot = True
+        #: opsdash watches itself: set by run_aggregator, fed with the fold's own counters every tick.
+        self.reporter: Reporter | None = None
+        self._reported = {"messages_folded": 0, "quarantined": 0, "duplicates": 0, "missing_intervals": 0}
 
     def _new_client(self) -> aiomqtt.Client:
         ep = self.config.mqtt.endpoint()
@@ -110,9 +114,24 @@ class AggregatorService:
             # Tick on whole multiples of tick_s of the clock, so series points line up across restarts.
             now = self.clock()
             await asyncio.sleep(max(0.0, (math.floor(now / tick) + 1) * tick - now + 0.005))
+            started = time.perf_counter()
             out = self.fold.tick(self.clock())
             self.last = out
             await self._publish(out)
+            if self.reporter is not None:
+                self._report(self.reporter, (time.perf_counter() - started) * 1000)
+
+    def _report(self, rep: Reporter, tick_ms: float) -> None:
+        fold = self.fold
+        now = {"messages_folded": fold.folded, "quarantined": fold.quarantined,
+               "duplicates": fold.duplicates,
+               "missing_intervals": sum(i.missing_intervals for s in fold.services.values()
+                                        for i in s.instances.values())}
+        for name, value in now.items():
+            rep.inc(name, max(0, value - self._reported[name]))
+            self._reported[name] = value
+        rep.set_gauge("instances_seen", sum(len(s.instances) for s in fold.services.values()))
+        rep.observe("tick_ms", tick_ms)
 
     async def _publish(self, out: TickOutput) -> None:
         client = self._client
@@ -136,6 +155,10 @@ class AggregatorService:
 
 async def run_aggregator(config: Config) -> None:
     """``opsdash aggregator``: run until cancelled (Ctrl-C)."""
+    from opsdash.selfreport import self_reporting
+
     service = AggregatorService(config)
     with contextlib.suppress(asyncio.CancelledError):
-        await service.run()
+        async with self_reporting(config, "aggregator") as rep:
+            service.reporter = rep
+            await service.run()
