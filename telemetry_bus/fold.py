@@ -99,6 +99,11 @@ class Instance:
     last_seen: float | None = None  # arrival time of the last metrics message
     last_seq: int = 0
     last_t1: float = 0.0
+    #: metrics of the current boot folded already (the next one is judged against them)
+    synced: bool = False
+    #: this boot was watched from its start (a live status or a restart we saw), so its first
+    #: metrics message counts everything since boot and seq 1.. are expected
+    from_start: bool = False
     last_totals: dict[str, int] = field(default_factory=dict)
     missing_seqs: set[int] = field(default_factory=set)
     event_seqs: deque[tuple[str, int]] = field(default_factory=lambda: deque(maxlen=256))
@@ -251,6 +256,9 @@ class Fold:
             inst.offline_reason = ""
             if st.boot != inst.boot:
                 self._new_boot(inst, st.boot)
+                # A live status opens the boot: what its metrics count since boot is new to us. A
+                # retained one (we joined late) says nothing of what came before.
+                inst.from_start = not retained
         else:
             inst.online = False
             inst.offline_reason = st.reason or "offline"
@@ -262,6 +270,8 @@ class Fold:
         inst.last_seq = 0
         inst.last_t1 = 0.0
         inst.last_totals = {}
+        inst.synced = False
+        inst.from_start = False
         inst.missing_seqs.clear()
 
     def _fold_metrics(self, service: str, instance: str, m: Metrics, now: float, topic: str) -> None:
@@ -276,11 +286,11 @@ class Fold:
                 raise _Refused(f"too many series for {service}/{instance} (max "
                                f"{self.cfg.max_series_per_instance})")
             inst.series |= new
-        known_before = inst.last_seen is not None or inst.boot != ""
-        first_of_boot = m.boot != inst.boot
-        if first_of_boot:
+        if m.boot != inst.boot:
+            watched = inst.last_seen is not None or inst.boot != ""  # a restart we saw happen
             self._new_boot(inst, m.boot)
-        elif m.seq <= inst.last_seq:
+            inst.from_start = watched
+        elif inst.synced and m.seq <= inst.last_seq:
             if m.seq in inst.missing_seqs:  # late: counters were repaired from totals already
                 inst.missing_seqs.discard(m.seq)
                 inst.missing_intervals -= 1
@@ -293,10 +303,11 @@ class Fold:
         if m.interval_s:
             inst.interval_s = m.interval_s
         # How much time this message covers, on the reporter's own clock (a duration: skew-free).
-        if first_of_boot:
-            missing = 0 if not known_before else max(0, m.seq - 1)
+        if not inst.synced:
+            missing = max(0, m.seq - 1) if inst.from_start else 0
             span = (m.t1 - m.t0) if m.t1 > m.t0 else inst.interval_s
-            prev_totals: dict[str, int] | None = {} if known_before else None
+            # From the start: totals since boot are all new. Joined late: only this interval's deltas.
+            prev_totals: dict[str, int] | None = {} if inst.from_start else None
         else:
             missing = m.seq - inst.last_seq - 1
             span = (m.t1 - inst.last_t1) if m.t1 > inst.last_t1 else inst.interval_s
@@ -337,6 +348,7 @@ class Fold:
         last_totals.update(totals)
         inst.last_seq = m.seq
         inst.last_t1 = m.t1
+        inst.synced = True
         inst.last_seen = now
         inst.online = True
         inst.offline_reason = ""

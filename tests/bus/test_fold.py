@@ -355,3 +355,20 @@ def test_events_feed_newest_first_and_hourly_counts() -> None:
     # an hour later they have left the window
     later = fold.tick(T0 + 40 + 3600).view
     assert later["errors"]["counts"]["delivery_failures_1h"] == 0
+
+
+def test_joining_mid_boot_counts_deltas_but_a_live_boot_counts_from_its_start() -> None:
+    status = encode({"state": "online", "boot": "b7", "interval_s": 1.0, "ts": T0})
+    first = encode({"boot": "b7", "seq": 42, "counters": {"x": 10}, "totals": {"x": 1000}})
+    # the aggregator (re)started: the status comes from the broker's retained store
+    late = new_fold(T0)
+    late.feed(topics.status(ROOT, "ingest", "a"), status, T0, retained=True)
+    late.feed(topics.metrics(ROOT, "ingest", "a"), first, T0 + 1)
+    inst = late.services["ingest"].instances["a"]
+    assert (inst.totals["x"], inst.missing_intervals) == (10, 0)
+    # a live status opens a new boot: seq 1..41 were lost, the totals repair them
+    live = new_fold(T0)
+    live.feed(topics.status(ROOT, "ingest", "a"), status, T0, retained=False)
+    live.feed(topics.metrics(ROOT, "ingest", "a"), first, T0 + 1)
+    inst = live.services["ingest"].instances["a"]
+    assert (inst.totals["x"], inst.missing_intervals) == (1000, 41)
