@@ -38,6 +38,9 @@ __all__ = [
     "TopicError",
     "ViewPatch",
     "ViewSnapshot",
+    "check_hist",
+    "check_name",
+    "check_series_name",
     "decode_event",
     "decode_metrics",
     "decode_patch",
@@ -66,6 +69,11 @@ _MAX_INT: Final = 2**53
 _FIN: Final = 1e15
 
 Name = Annotated[str, msgspec.Meta(pattern=METRIC_PATTERN)]
+#: A series name as decoded on the hot path: only its length is checked by the decoder; the
+#: aggregator checks the pattern (``check_series_name``) the first time an instance sends a name,
+#: which keeps the regex off the per-message path (it cost ~40 % of decoding a metrics message).
+SeriesKey = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+_METRIC_RE: Final = re.compile(METRIC_PATTERN)
 BootId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Count = Annotated[int, msgspec.Meta(ge=0, le=_MAX_INT)]
 Seq = Annotated[int, msgspec.Meta(ge=0, le=_MAX_INT)]
@@ -97,7 +105,8 @@ class Hist(msgspec.Struct, frozen=True, kw_only=True):
     scale: Annotated[int, msgspec.Meta(ge=-10, le=20)]
     zero_count: Count = 0
     offset: Annotated[int, msgspec.Meta(ge=-(2**24), le=2**24)] = 0
-    counts: Annotated[list[Count], msgspec.Meta(max_length=MAX_BUCKETS)] = []
+    #: Non-negative; checked by the aggregator with one ``min()`` rather than per element here.
+    counts: Annotated[list[int], msgspec.Meta(max_length=MAX_BUCKETS)] = []
     count: Count = 0
     sum: Finite = 0.0
     min: Finite | None = None
@@ -113,10 +122,10 @@ class Metrics(msgspec.Struct, frozen=True, kw_only=True):
     t1: Timestamp = 0.0
     health: Literal["ok", "degraded", "down"] = "ok"
     detail: Text = ""
-    counters: Annotated[dict[Name, Count], msgspec.Meta(max_length=MAX_SERIES_PER_MESSAGE)] = {}
-    totals: Annotated[dict[Name, Count], msgspec.Meta(max_length=MAX_SERIES_PER_MESSAGE)] = {}
-    gauges: Annotated[dict[Name, Finite], msgspec.Meta(max_length=MAX_SERIES_PER_MESSAGE)] = {}
-    hist: Annotated[dict[Name, Hist], msgspec.Meta(max_length=64)] = {}
+    counters: Annotated[dict[SeriesKey, Count], msgspec.Meta(max_length=MAX_SERIES_PER_MESSAGE)] = {}
+    totals: Annotated[dict[SeriesKey, Count], msgspec.Meta(max_length=MAX_SERIES_PER_MESSAGE)] = {}
+    gauges: Annotated[dict[SeriesKey, Finite], msgspec.Meta(max_length=MAX_SERIES_PER_MESSAGE)] = {}
+    hist: Annotated[dict[SeriesKey, Hist], msgspec.Meta(max_length=64)] = {}
     interval_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] | None = None
 
 
@@ -258,6 +267,24 @@ class topics:
     @staticmethod
     def patch(root: str) -> str:
         return f"{root}/v1/view/patch"
+
+
+def check_series_name(name: str) -> str | None:
+    """Why ``name`` is not a valid metric/series name, or None when it is."""
+    if _METRIC_RE.match(name):
+        return None
+    return f"series name {name[:80]!r} does not match {METRIC_PATTERN}"
+
+
+def check_hist(name: str, h: Hist) -> str | None:
+    """Why a decoded histogram is inconsistent, or None when it is sound."""
+    if h.counts and min(h.counts) < 0:
+        return f"histogram {name!r}: negative bucket count"
+    if h.count != h.zero_count + sum(h.counts):
+        return f"histogram {name!r}: count {h.count} != zero_count + sum(counts)"
+    if h.min is not None and h.max is not None and h.min > h.max:
+        return f"histogram {name!r}: min {h.min} > max {h.max}"
+    return None
 
 
 def check_name(what: str, value: str) -> str:

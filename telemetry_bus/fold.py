@@ -39,7 +39,10 @@ from telemetry_bus.contract import (
     Metrics,
     ProbeResult,
     Status,
+    Topic,
     TopicError,
+    check_hist,
+    check_series_name,
     decode_event,
     decode_metrics,
     decode_probe,
@@ -56,6 +59,7 @@ __all__ = ["ERROR_CATEGORIES", "Fold", "TickOutput"]
 #: Seconds a counter's second-bucket waits for late parts before rates read it (see ``_rate``).
 RATE_LAG_S: Final = 2
 FEED_LEN: Final = 50
+TOPIC_CACHE: Final = 65536
 HOUR: Final = 3600
 #: Quarantine entries put in the feed per second at most (all are counted).
 QUARANTINE_FEED_PER_S: Final = 5
@@ -168,6 +172,9 @@ class Fold:
         self._q_feed_sec = 0
         self._q_feed_n = 0
         self.seq = 0
+        self._topics: dict[str, Topic] = {}
+        pairs = config.thresholds.error_pairs
+        self._pair_names = frozenset(pairs) | frozenset(pairs.values())
         self._prev_view: dict[str, Any] = {}
         self.series_len = config.history_s
         self.series: dict[str, deque[list[float | None]]] = {}
@@ -183,11 +190,16 @@ class Fold:
         if len(payload) > MAX_PAYLOAD_BYTES:
             self.quarantine(topic, f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}", now)
             return
-        try:
-            t = parse_topic(topic, self.root)
-        except TopicError as exc:
-            self.quarantine(topic, str(exc), now)
-            return
+        t = self._topics.get(topic)
+        if t is None:
+            try:
+                t = parse_topic(topic, self.root)
+            except TopicError as exc:
+                self.quarantine(topic, str(exc), now)
+                return
+            if len(self._topics) >= TOPIC_CACHE:  # bounded under a flood of distinct topics
+                self._topics.clear()
+            self._topics[topic] = t
         try:
             match t.kind:
                 case "metrics":
@@ -275,17 +287,25 @@ class Fold:
         inst.missing_seqs.clear()
 
     def _fold_metrics(self, service: str, instance: str, m: Metrics, now: float, topic: str) -> None:
-        inst = self._instance(service, instance, now)
+        svc_known = self.services.get(service)
+        inst_known = svc_known.instances.get(instance) if svc_known is not None else None
+        inst = inst_known if inst_known is not None else self._instance(service, instance, now)
         for name, h in m.hist.items():
-            if h.count != h.zero_count + sum(h.counts):
-                raise _Refused(f"histogram {name!r}: count {h.count} != zero_count + sum(counts)")
-        names = m.counters.keys() | m.totals.keys() | m.gauges.keys() | m.hist.keys()
-        new = names - inst.series
-        if new:
-            if len(inst.series) + len(new) > self.cfg.max_series_per_instance:
+            why = check_hist(name, h)
+            if why:
+                raise _Refused(why)
+        series = inst.series
+        if not (series.issuperset(m.counters) and series.issuperset(m.totals)
+                and series.issuperset(m.gauges) and series.issuperset(m.hist)):
+            new = (m.counters.keys() | m.totals.keys() | m.gauges.keys() | m.hist.keys()) - series
+            for name in new:
+                why = check_series_name(name)
+                if why:
+                    raise _Refused(why)
+            if len(series) + len(new) > self.cfg.max_series_per_instance:
                 raise _Refused(f"too many series for {service}/{instance} (max "
                                f"{self.cfg.max_series_per_instance})")
-            inst.series |= new
+            series |= new
         if m.boot != inst.boot:
             watched = inst.last_seen is not None or inst.boot != ""  # a restart we saw happen
             self._new_boot(inst, m.boot)
@@ -320,31 +340,44 @@ class Fold:
         inst.received_intervals += 1
         counters = m.counters
         totals = m.totals
-        for name in counters.keys() | totals.keys():
-            delta = counters.get(name, 0)
+        itotals, rings, pairs = inst.totals, svc.rings, self._pair_names
+        start = now - span
+        for name, delta in counters.items():
             total = totals.get(name)
             if total is not None and prev_totals is not None:
-                inc = total - prev_totals.get(name, 0)
-                inc = max(inc, delta)  # totals went backwards within a boot: never negative
+                # totals repair a lost message exactly; never below the delta (never negative)
+                inc = max(total - prev_totals.get(name, 0), delta)
             else:
                 inc = delta
             if inc:
-                inst.totals[name] = inst.totals.get(name, 0) + inc
-                ring = svc.rings.get(name)
+                itotals[name] = itotals.get(name, 0) + inc
+                ring = rings.get(name)
                 if ring is None:
-                    ring = svc.rings[name] = Ring(self._ring_size)
-                ring.add_span(now - span, now, float(inc))
-                pair = inst.pair_rings.get(name)
-                if pair is None and self._is_pair_counter(name):
-                    pair = inst.pair_rings[name] = Ring(self._ring_size)
-                if pair is not None:
-                    pair.add_span(now - span, now, float(inc))
-            elif name not in inst.totals:
-                inst.totals[name] = 0
+                    ring = rings[name] = Ring(self._ring_size)
+                ring.add_span(start, now, float(inc))
+                if name in pairs:
+                    pair = inst.pair_rings.get(name)
+                    if pair is None:
+                        pair = inst.pair_rings[name] = Ring(self._ring_size)
+                    pair.add_span(start, now, float(inc))
+            elif name not in itotals:
+                itotals[name] = 0
+        for name, total in (() if counters.keys() >= totals.keys() else totals.items()):
+            # a counter sent only as a total (no delta this time)
+            if name not in counters and prev_totals is not None:
+                inc = total - prev_totals.get(name, 0)
+                if inc > 0:
+                    itotals[name] = itotals.get(name, 0) + inc
+                    ring = rings.get(name)
+                    if ring is None:
+                        ring = rings[name] = Ring(self._ring_size)
+                    ring.add_span(start, now, float(inc))
+            itotals.setdefault(name, 0)
         last_totals = inst.last_totals
-        for name, delta in counters.items():  # senders without totals: keep a running sum of deltas
-            if name not in totals:
-                last_totals[name] = last_totals.get(name, 0) + delta
+        if not totals.keys() >= counters.keys():
+            for name, delta in counters.items():  # senders without totals: a running sum of deltas
+                if name not in totals:
+                    last_totals[name] = last_totals.get(name, 0) + delta
         last_totals.update(totals)
         inst.last_seq = m.seq
         inst.last_t1 = m.t1
@@ -360,17 +393,13 @@ class Fold:
         self._fold_hists(svc, m, now)
         self.folded += 1
 
-    def _is_pair_counter(self, name: str) -> bool:
-        pairs = self.cfg.thresholds.error_pairs
-        return name in pairs or name in pairs.values()
-
     def _fold_hists(self, svc: Service, m: Metrics, now: float) -> None:
         sec = math.floor(now)
         for name, wire in m.hist.items():
             ring = svc.hists.get(name)
             if ring is None:
                 ring = svc.hists[name] = HistRing(self._ring_size)
-            ring.add(sec, ExpHistogram.from_wire(wire))
+            ring.add_wire(sec, wire)
 
     def _fold_event(self, service: str, instance: str, ev: Event, now: float, topic: str) -> None:
         inst = self._instance(service, instance, now)

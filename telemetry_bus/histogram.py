@@ -18,6 +18,7 @@ Pure and allocation-light: ``record`` is the reporter's hot path.
 from __future__ import annotations
 
 import math
+from itertools import compress
 from typing import Final
 
 from telemetry_bus.contract import Hist
@@ -43,7 +44,8 @@ def relative_error_bound(scale: int) -> float:
 class ExpHistogram:
     """Counts of positive values in exponential buckets, plus count, sum, min and max."""
 
-    __slots__ = ("_factor", "buckets", "count", "max", "max_buckets", "min", "scale", "sum", "zero_count")
+    __slots__ = ("_factor", "_span", "buckets", "count", "max", "max_buckets", "min", "scale", "sum",
+                 "zero_count")
 
     def __init__(self, scale: int = DEFAULT_SCALE, max_buckets: int = DEFAULT_MAX_BUCKETS) -> None:
         if not MIN_SCALE <= scale <= 20:
@@ -54,6 +56,8 @@ class ExpHistogram:
         self.max_buckets = max_buckets
         self._factor = 2.0**scale
         self.buckets: dict[int, int] = {}
+        #: (lowest, highest) bucket index held, once known: lets merges skip the span check
+        self._span: tuple[int, int] | None = None
         self.zero_count = 0
         self.count = 0
         self.sum = 0.0
@@ -95,6 +99,8 @@ class ExpHistogram:
             shift += 1
         if shift:
             self.downscale(shift)
+            lo, hi = lo >> shift, hi >> shift
+        self._span = (lo, hi)
 
     def downscale(self, by: int) -> None:
         """Lower the scale by ``by`` (each step adds adjacent bucket pairs)."""
@@ -105,6 +111,7 @@ class ExpHistogram:
             j = k >> by
             merged[j] = merged.get(j, 0) + c
         self.buckets = merged
+        self._span = (self._span[0] >> by, self._span[1] >> by) if self._span else None
         self.scale -= by
         self._factor = 2.0**self.scale
 
@@ -129,9 +136,41 @@ class ExpHistogram:
         if len(buckets) > 1:
             self._fit()
 
+    def merge_wire(self, wire: Hist) -> None:
+        """Add a wire-form delta without building an intermediate histogram (the fold's hot path)."""
+        if wire.count == 0:
+            return
+        if wire.scale < self.scale:
+            self.downscale(self.scale - max(wire.scale, MIN_SCALE))
+        shift = min(wire.scale, 20) - self.scale
+        buckets = self.buckets
+        offset = wire.offset
+        counts = wire.counts
+        if shift == 0:
+            for i in compress(range(len(counts)), counts):
+                k = offset + i
+                buckets[k] = buckets.get(k, 0) + counts[i]
+        else:
+            for i in compress(range(len(counts)), counts):
+                k = (offset + i) >> shift
+                buckets[k] = buckets.get(k, 0) + counts[i]
+        self.zero_count += wire.zero_count
+        self.count += wire.count
+        self.sum += wire.sum
+        if wire.min is not None and wire.min < self.min:
+            self.min = wire.min
+        if wire.max is not None and wire.max > self.max:
+            self.max = wire.max
+        if counts:
+            lo, hi = offset >> shift if shift else offset, (offset + len(counts) - 1) >> shift
+            # Refit only when this delta reaches past the index span already held (rare).
+            if self._span is None or lo < self._span[0] or hi > self._span[1]:
+                self._fit()
+
     def copy(self) -> ExpHistogram:
         h = ExpHistogram(self.scale, self.max_buckets)
         h.buckets = dict(self.buckets)
+        h._span = self._span
         h.zero_count, h.count, h.sum, h.min, h.max = self.zero_count, self.count, self.sum, self.min, self.max
         return h
 

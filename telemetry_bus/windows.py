@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
+from telemetry_bus.contract import Hist
 from telemetry_bus.histogram import ExpHistogram
 
 __all__ = ["HistRing", "Ring"]
@@ -104,6 +105,19 @@ class HistRing:
             self.hists[sec] = hist.copy()
         else:
             cur.merge(hist)
+
+    def add_wire(self, sec: int, wire: Hist) -> None:
+        """Merge a wire-form delta into the histogram of second ``sec``."""
+        if self.head is None or sec > self.head:
+            self.head = sec
+            for old in [s for s in self.hists if s <= sec - self.size]:
+                del self.hists[old]
+        if sec <= self.head - self.size:
+            return
+        cur = self.hists.get(sec)
+        if cur is None:
+            cur = self.hists[sec] = ExpHistogram(min(max(wire.scale, -10), 20))
+        cur.merge_wire(wire)
 
     def seconds(self, first: int, last: int) -> Iterator[ExpHistogram]:
         for s, h in self.hists.items():

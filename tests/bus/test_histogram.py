@@ -120,3 +120,17 @@ def test_bad_arguments_say_what_is_wrong() -> None:
         ExpHistogram(scale=99)
     with pytest.raises(ValueError, match="q must be"):
         ExpHistogram().quantile(1.5)
+
+
+def test_merge_wire_equals_merging_the_rebuilt_histogram() -> None:
+    rnd = random.Random(11)
+    fine, coarse = ExpHistogram(), ExpHistogram()
+    for _ in range(3000):
+        fine.record(rnd.uniform(2, 20))  # stays at scale 6
+        coarse.record(rnd.lognormvariate(2, 2))  # wide: a coarser scale
+    a, b = ExpHistogram(), ExpHistogram()
+    for wire in (fine.to_wire(), coarse.to_wire(), fine.to_wire()):
+        a.merge_wire(wire)
+        b.merge(ExpHistogram.from_wire(wire))
+    assert (a.scale, a.buckets, a.count, a.zero_count) == (b.scale, b.buckets, b.count, b.zero_count)
+    assert a.quantile(0.99) == b.quantile(0.99)
