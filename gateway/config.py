@@ -49,6 +49,8 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         "health", "metrics", "capacity", "aggregates", "errors", "series"])
     oidc_issuer: str = ""
     oidc_audience: str = ""
+    #: The public Keycloak client the browser page logs in with (authorization code + PKCE).
+    oidc_client_id: str = ""
     oidc_role: str = "operator"
     #: JWKS URL; empty = Keycloak's ``<issuer>/protocol/openid-connect/certs``.
     oidc_jwks_url: str = ""

@@ -779,7 +779,9 @@ class Gateway:
                         "buffered_bytes_max": max((self._buffered(c) for c in self.clients.values()),
                                                   default=0)},
             "refused": dict(k.refused),
-            "auth": {"mode": self.cfg.auth, "failures": k.auth_failures_total},
+            "auth": {"mode": self.cfg.auth, "failures": k.auth_failures_total,
+                     "oidc_issuer": self.cfg.oidc_issuer or None,
+                     "oidc_client_id": self.cfg.oidc_client_id or None, "oidc_scope": "openid"},
         }
 
 
@@ -790,5 +792,30 @@ async def run_gateway(config: Any) -> None:
     except GatewayStartError as exc:
         from opsdash.config import ConfigError
         raise ConfigError(f"gateway: {exc}") from exc
-    async with gw:
-        await gw.wait_closed()
+    from opsdash.selfreport import self_reporting
+
+    async with gw, self_reporting(config, "gateway", gw.id) as rep:
+        # opsdash watches itself: the gateway's own figures on the bus, once per reporter interval
+        reporter_task = asyncio.create_task(_report_gateway(gw, rep), name="gateway:selfreport")
+        try:
+            await gw.wait_closed()
+        finally:
+            reporter_task.cancel()
+
+
+async def _report_gateway(gw: Gateway, rep: Any) -> None:
+    counted = ("patches_sent_total", "snapshots_sent_total", "resyncs_total", "dropped_slow_total",
+               "auth_failures_total", "connections_total", "bad_messages_total")
+    last = {name: 0 for name in counted}
+    while True:
+        for name in counted:
+            value = getattr(gw.counters, name)
+            rep.inc(name.removesuffix("_total"), max(0, value - last[name]))
+            last[name] = value
+        rep.set_gauge("clients_connected", sum(1 for c in gw.clients.values() if c.live))
+        rep.set_gauge("view_age_s", gw.store.age(time.time()) or 0.0)
+        if not gw.mqtt_connected:
+            rep.set_health("degraded", "not connected to the broker")
+        else:
+            rep.set_health("ok")
+        await asyncio.sleep(rep.interval_s)
