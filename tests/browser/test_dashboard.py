@@ -139,8 +139,11 @@ def test_numbers_on_the_page_equal_the_rest_values(stack: Stack, open_page: Any)
     counts = f"{ingest['instances_healthy']}/{ingest['instances_total']} healthy"
     assert texts["comp-ingest-instances"] == counts
     assert texts["comp-ingest-instances"] == "2/2 healthy"
-    # the fleet's known traffic: 80 msg/s into ingest (within the 60 s window's ramp-up)
-    assert 0 < tp["ingest_rate_per_sec"] <= 81
+    # the fleet's known traffic: at most 80 msg/s into ingest (a 0.25 s sleep loop, so a little
+    # less). Rates are placed on the aggregator's arrival clock, so a message delayed by a loaded
+    # machine shifts its counts by that delay; exactness against recorded increments is
+    # tests/bus/test_rates_e2e.py's job, this checks the page shows a sane figure.
+    assert 0 < tp["ingest_rate_per_sec"] <= 80 * 1.05
     # status is a word as well as a colour; the degraded probe's reason is shown
     keycloak = page.locator('[data-testid="comp-keycloak"]')
     assert "Degraded" in keycloak.inner_text()
