@@ -279,3 +279,36 @@ def test_reporter_rejects_bad_names_and_values_clearly() -> None:
         Reporter("Ingest!", "x")
 
 
+
+
+async def test_a_configured_topic_root_works_end_to_end(mosquitto: Mosquitto) -> None:
+    """HiveMQ refuses `$` topics from clients: the whole bus runs under another root too."""
+    from opsdash.config import load_config
+    from telemetry_bus.aio import cancel_and_wait
+
+    config = load_config(env={"OPSDASH_MQTT_URL": mosquitto.url, "OPSDASH_TOPIC_ROOT": "ops",
+                              "OPSDASH_AGGREGATOR__TICK_S": "0.25"})
+    agg = AggregatorService(config)
+    task = asyncio.create_task(agg.run())
+    views: list[bytes] = []
+
+    async def watch_views() -> None:
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:
+            await c.subscribe("ops/v1/view/snapshot", qos=1)
+            async for msg in c.messages:
+                assert isinstance(msg.payload, bytes)
+                views.append(msg.payload)
+
+    watcher = asyncio.create_task(watch_views())
+    try:
+        await asyncio.wait_for(agg.connected.wait(), scaled(10))
+        rep = Reporter("ingest", "rooted", mqtt_url=mosquitto.url, topic_root="ops", interval_s=0.3)
+        await rep.start()
+        rep.inc("messages_received", 42)
+        await eventually(lambda: folded_totals(agg).get("rooted") == 42, 5, what="folded under root ops")
+        await rep.stop()
+        await eventually(lambda: bool(views), 15, what="a snapshot on ops/v1/view/snapshot")
+        assert decode_snapshot(views[-1]).state["meta"]["aggregator"] == "agg-1"
+    finally:
+        watcher.cancel()
+        await cancel_and_wait([task])
