@@ -1,0 +1,221 @@
+"""Run every benchmark and print one table of figures with their aims.
+
+    .venv/bin/python bench/run_all.py [--quick] [--out bench/last-run]
+
+Runs, one after the other (never in parallel: the machine has 2 shared cores):
+
+- bench/bench_bus.py            fold rate vs bare aiomqtt and mosquitto_sub; reporter cost per call
+- bench/bench_gateway_fanout.py WebSocket fan-out vs bare broadcast() (a modest client count), bytes
+                                vs REST polling
+- bench/bench_platform_counts.py one platform-counts probe cycle on 1 M devices (PostgreSQL on
+                                127.0.0.1:5432, or a private one started from the machine's binaries)
+- quantile error (here): telemetry_bus.histogram.ExpHistogram on lognormal and bimodal samples vs
+                                the exact nearest-rank percentiles
+- bench/bench_e2e.py            freshness, crash/stall detection, 2,000 instances x 20 series
+
+Each script's whole output is kept in ``--out`` (one .txt per script, plus e2e.json); the table takes
+its figures from those outputs, so every number in it comes from this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from telemetry_bus.histogram import ExpHistogram, relative_error_bound  # noqa: E402
+
+Row = tuple[str, str, str, str]
+
+
+def run(name: str, args: list[str], out: Path, timeout: float) -> str:
+    print(f"== {name}: {' '.join(args)}", flush=True)
+    t = time.monotonic()
+    try:
+        p = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                           timeout=timeout, check=False)
+        text = p.stdout + (f"\n[stderr]\n{p.stderr[-4000:]}" if p.returncode else "")
+        status = f"exit {p.returncode}"
+    except subprocess.TimeoutExpired as exc:
+        text = (exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or "") + "\n[timeout]"
+        status = "timeout"
+    (out / f"{name}.txt").write_text(text)
+    print(f"   {status} after {time.monotonic() - t:.0f} s", flush=True)
+    return text
+
+
+def exact_pct(sorted_v: list[float], q: float) -> float:
+    return sorted_v[max(1, math.ceil(q * len(sorted_v))) - 1]
+
+
+def quantile_error(n: int = 200_000) -> list[Row]:
+    rng = random.Random(7)
+    dists = {
+        "lognormal(mu=1, sigma=1)": [rng.lognormvariate(1.0, 1.0) for _ in range(n)],
+        "bimodal 90 % ~2 ms / 10 % ~200 ms": [rng.lognormvariate(math.log(2), 0.3) if rng.random() < 0.9
+                                               else rng.lognormvariate(math.log(200), 0.3) for _ in range(n)],
+    }
+    rows = []
+    bound = relative_error_bound(6)
+    for name, values in dists.items():
+        h = ExpHistogram()
+        for v in values:
+            h.record(v)
+        s = sorted(values)
+        errs = []
+        for q in (0.5, 0.9, 0.95, 0.99, 0.999):
+            est = h.quantile(q)
+            assert est is not None
+            errs.append(abs(est - exact_pct(s, q)) / exact_pct(s, q))
+        worst = max(errs)
+        # the histogram starts at scale 6 and halves its resolution while the range needs more than
+        # max_buckets (320) buckets: the bound is the one of the scale it ended at
+        got = relative_error_bound(h.scale)
+        rows.append((f"quantile error, {name}, {n:,} values, p50..p99.9",
+                     f"max {100 * worst:.3f} % (p50 {100 * errs[0]:.3f} %, p99 {100 * errs[3]:.3f} %), "
+                     f"ended at scale {h.scale}",
+                     f"<= {100 * got:.2f} % (bound at scale {h.scale}; scale 6: {100 * bound:.2f} %)",
+                     "yes" if worst <= got else "NO"))
+    return rows
+
+
+def bus_rows(text: str) -> list[Row]:
+    rows: list[Row] = []
+    rates = {}
+    for line in text.splitlines():
+        m = re.match(r"(mosquitto_sub|bare aiomqtt|aiomqtt iter \+ fold|aggregator|fold alone \(pure\))\s+"
+                     r"([\d,]+)\s+([\d.]+)\s+([\d.]+)", line)
+        if m:
+            rates[m.group(1)] = (m.group(2), float(m.group(3)), float(m.group(4)))
+        m = re.match(r"(rep\.\w+|bare dict \+= 1)\s+([\d.]+)\s+([\d.]+)", line)
+        if m and m.group(1) != "bare dict += 1":
+            us = float(m.group(2))
+            rows.append((f"reporter {m.group(1)} cost", f"{us:.3f} us/call ({m.group(3)}x a bare dict +=)",
+                         "<= 2 us", "yes" if us <= 2 else "NO"))
+    head = [ln for ln in text.splitlines() if ln.startswith("# bus benchmark")]
+    out: list[Row] = []
+    for k, (v, vs_sub, vs_bare) in rates.items():
+        aim, ok = "-", "-"
+        if k == "aggregator":
+            aim, ok = ">= 0.8x bare aiomqtt", "yes" if vs_bare >= 0.8 else "NO"
+        out.append((f"bus receive rate: {k}", f"{v} msg/s ({vs_sub:.2f}x mosquitto_sub, {vs_bare:.2f}x bare "
+                    "aiomqtt)", aim, ok))
+    if not out:
+        out.append(("bus benchmark", "no figures (see bench_bus.txt)", "-", "NO"))
+    elif head:
+        out[0] = (out[0][0] + f" [{head[0].split(', ', 2)[-1]}]", *out[0][1:])
+    return out + rows
+
+
+def fanout_rows(text: str) -> list[Row]:
+    rows: list[Row] = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            r = json.loads(line)
+            rows.append((f"fan-out {r['clients']} clients, {r['kind']}",
+                         f"delivered {r['delivered']}/{r['expected']}, p50 {r['p50_ms']:.1f} ms, p99 "
+                         f"{r['p99_ms']:.1f} ms, CPU {r['cpu_pct']:.0f} %, RSS {r['rss_mb']:.0f} MB",
+                         "-", "-"))
+        m = re.match(r"(\d+) clients: gateway/bare p50 ([\d.]+)x, p99 ([\d.]+)x, CPU ([\d.]+)x", line)
+        if m:
+            rows.append((f"fan-out {m.group(1)} clients: gateway vs bare broadcast()",
+                         f"p50 {m.group(2)}x, p99 {m.group(3)}x, CPU {m.group(4)}x", "-", "-"))
+        if line.startswith("patch stream"):
+            m = re.search(r"([\d.]+)x \(([\d.]+)x of gzipped", line)
+            value = (line.split(": ", 1)[-1] if m is None
+                     else f"{m.group(1)}x ({m.group(2)}x of gzipped polling)")
+            rows.append(("bytes: patch stream vs polling 5 REST endpoints/s", value, "< 1x",
+                         "yes" if m and float(m.group(1)) < 1 else "NO"))
+    return rows or [("fan-out benchmark", "no figures (see bench_gateway_fanout.txt)", "-", "NO")]
+
+
+def platform_rows(text: str) -> list[Row]:
+    m = re.search(r"cycle over (\d+) runs: median ([\d.]+) ms, p95 ([\d.]+) ms, max ([\d.]+) ms", text)
+    if not m:
+        return [("platform counts, 1 M devices", "no figures (see bench_platform_counts.txt)", "p95 < 200 ms",
+                 "NO")]
+    p95 = float(m.group(3))
+    return [(f"platform counts probe cycle, 1 M devices ({m.group(1)} cycles)",
+             f"median {m.group(2)} ms, p95 {p95:.1f} ms, max {m.group(4)} ms", "p95 < 200 ms",
+             "yes" if p95 < 200 else "NO")]
+
+
+def postgres_dsn(workdir: Path) -> tuple[str, Any]:
+    """The machine's PostgreSQL on 5432 if one listens, else a private cluster (stopped afterwards)."""
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return "postgresql://postgres@127.0.0.1:5432/postgres", None
+    except OSError:
+        from opsdash.servers import PrivatePostgres
+
+        pg = PrivatePostgres(workdir / "pg").start()
+        return pg.admin_dsn, pg
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "last-run"))
+    ap.add_argument("--quick", action="store_true", help="smaller runs (a smoke test of the scripts)")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["bus", "fanout", "platform", "e2e"])
+    a = ap.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.strftime("%Y-%m-%d %H:%M %Z")
+    t0 = time.monotonic()
+    rows: list[Row] = []
+    if "bus" not in a.skip:
+        n = "20000" if a.quick else "100000"
+        rows += bus_rows(run("bench_bus", ["bench/bench_bus.py", "--messages", n, "--runs", "3"], out, 900))
+    if "fanout" not in a.skip:
+        clients = ["200"] if a.quick else ["1000"]
+        rows += fanout_rows(run("bench_gateway_fanout", ["bench/bench_gateway_fanout.py", "--clients",
+                                                         *clients, "--ticks", "10"], out, 900))
+    if "platform" not in a.skip:
+        with tempfile.TemporaryDirectory() as tmp:
+            dsn, pg = postgres_dsn(Path(tmp))
+            try:
+                devices = "100000" if a.quick else "1000000"
+                args = ["bench/bench_platform_counts.py", "--dsn", dsn, "--devices", devices]
+                rows += platform_rows(run("bench_platform_counts", args, out, 1200))
+            finally:
+                if pg is not None:
+                    pg.stop()
+    rows += quantile_error(20_000 if a.quick else 200_000)
+    if "e2e" not in a.skip:
+        e2e_args = ["bench/bench_e2e.py", "--profile", "--json", str(out / "e2e.json")]
+        if a.quick:
+            e2e_args += ["--fresh-samples", "10", "--kills", "3", "--stalls", "1", "--scale-instances", "200",
+                         "--scale-seconds", "10", "--scale-fresh-samples", "5"]
+        run("bench_e2e", e2e_args, out, 1200)
+        try:
+            res = json.loads((out / "e2e.json").read_text())
+            rows += [tuple(r) for r in res["rows"]]  # type: ignore[misc]
+        except (OSError, ValueError, KeyError):
+            rows.append(("end-to-end benchmark", "no figures (see bench_e2e.txt)", "-", "NO"))
+    width = max(len(r[0]) for r in rows)
+    lines = [f"# opsdash benchmarks, {started}, {os.cpu_count()} cores (shared with other work: noisy), "
+             f"{time.monotonic() - t0:.0f} s, command: .venv/bin/python bench/run_all.py"
+             + (" --quick" if a.quick else ""), "",
+             "| figure | value | aim | met |", "|---|---|---|---|"]
+    lines += [f"| {r[0]:<{width}} | {r[1]} | {r[2]} | {r[3]} |" for r in rows]
+    table = "\n".join(lines)
+    (out / "table.md").write_text(table + "\n")
+    print()
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
