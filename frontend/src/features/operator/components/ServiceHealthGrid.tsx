@@ -56,9 +56,40 @@ export function keyFigure(view: View | null, id: string): KeyFigure {
   }
 }
 
+/**
+ * Every component of the view beyond the seed's eight, e.g. opsdash's own parts
+ * (opsdash-aggregator, opsdash-probes, opsdash-gateway) or another service on the bus: a compact
+ * strip, so the dashboard shows when part of opsdash itself is down.
+ */
+export function OtherComponents({ view }: { view: View | null }) {
+  const known = new Set<string>(COMPONENTS.map((c) => c.id));
+  const others = Object.entries(view?.health?.components ?? {})
+    .filter(([id]) => !known.has(id))
+    .sort(([a], [b]) => a.localeCompare(b));
+  if (others.length === 0) return null;
+  return (
+    <ul class="other-components" aria-label="Other components" data-testid="other-components">
+      {others.map(([id, c]) => {
+        const status = normStatus(c?.status);
+        const inst = c?.kind === "service" ? instanceCounts(view, id) : null;
+        return (
+          <li class={`ocomp st-${status}`} data-testid={`comp-${id}`} data-status={status} key={id}
+              title={c?.reason ?? undefined}>
+            <span class="ocomp-name">{id}</span>
+            <StatusBadge status={status} />
+            {inst && inst.total !== null && <span class="ocomp-inst">{`${inst.healthy ?? "?"}/${inst.total}`}</span>}
+            {status !== "healthy" && c?.reason && <span class="ocomp-reason">{c.reason}</span>}
+          </li>
+        );
+      })}
+    </ul>
+  );
+}
+
 export function ServiceHealthGrid({ live, now }: { live: LiveState; now: number }) {
   const view = live.view;
   return (
+    <>
     <section class="health-grid" aria-label="Service health" data-testid="health-grid">
       {COMPONENTS.map(({ id, label, kind }) => {
         const c = component(view, id);
@@ -114,5 +145,7 @@ export function ServiceHealthGrid({ live, now }: { live: LiveState; now: number 
         );
       })}
     </section>
+    <OtherComponents view={view} />
+    </>
   );
 }

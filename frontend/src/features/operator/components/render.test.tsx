@@ -64,6 +64,30 @@ describe("rendering", () => {
     expect(el.querySelector('[data-testid="comp-postgres-figure"]')?.textContent).toBe("15 / 100");
   });
 
+  it("shows components beyond the seed's eight, such as opsdash's own parts", () => {
+    const withOwn: View = {
+      ...view,
+      health: {
+        ...view.health,
+        components: {
+          ...view.health!.components,
+          "opsdash-aggregator": { kind: "service", status: "down", reason: "agg-1: lost (Last Will)", instances_healthy: 0, instances_total: 1 },
+          "opsdash-gateway": { kind: "service", status: "healthy", instances_healthy: 1, instances_total: 1 },
+        },
+      },
+    };
+    const el = mount(<ServiceHealthGrid live={{ ...live, view: withOwn }} now={NOW + 500} />);
+    const agg = el.querySelector('[data-testid="comp-opsdash-aggregator"]')!;
+    expect(agg.getAttribute("data-status")).toBe("down");
+    expect(agg.textContent).toContain("✖");
+    expect(agg.textContent).toContain("Down");
+    expect(agg.textContent).toContain("0/1");
+    expect(agg.textContent).toContain("Last Will");
+    expect(el.querySelector('[data-testid="comp-opsdash-gateway"]')?.textContent).toContain("Healthy");
+    // the seed's eight are not repeated in the strip
+    expect(el.querySelectorAll('[data-testid="comp-postgres"]').length).toBe(1);
+  });
+
   it("greys tiles when the view is stale", () => {
     const el = mount(<ServiceHealthGrid live={live} now={NOW + 60_000} />);
     expect(el.querySelector('[data-testid="comp-ingest"]')?.getAttribute("data-stale")).toBe("true");
