@@ -25,6 +25,7 @@ Rules kept here (design.md sections 2 and 3):
 from __future__ import annotations
 
 import math
+import re
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -152,6 +153,8 @@ class TickOutput:
     patch: dict[str, Any]
     append: dict[str, list[float | None]]
     base: int
+    #: feed entries added since the previous tick, newest first (they travel beside the patch)
+    errors: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Fold:
@@ -164,6 +167,8 @@ class Fold:
         self.services: dict[str, Service] = {}
         self.probes: dict[str, Probe] = {}
         self.feed_items: deque[dict[str, Any]] = deque(maxlen=FEED_LEN)
+        self._feed_id = 0  # ids of feed entries: stable keys for clients, and what a tick sends
+        self._feed_sent = 0
         self.category_rings = {c: Ring(HOUR + 1) for c in ERROR_CATEGORIES}
         self.folded = 0
         self.duplicates = 0
@@ -219,9 +224,14 @@ class Fold:
         except _Refused as exc:
             self.quarantine(topic, str(exc), now)
 
+    def _to_feed(self, entry: dict[str, Any]) -> None:
+        self._feed_id += 1
+        entry["id"] = self._feed_id
+        self.feed_items.appendleft(entry)
+
     def quarantine(self, topic: str, reason: str, now: float) -> None:
         self.quarantined += 1
-        key = reason.split(":", 1)[0][:60]
+        key = _reason_key(reason)
         if key in self.quarantine_reasons or len(self.quarantine_reasons) < 64:
             self.quarantine_reasons[key] = self.quarantine_reasons.get(key, 0) + 1
         self.category_rings["quarantined"].add(math.floor(now), 1)
@@ -230,7 +240,7 @@ class Fold:
             self._q_feed_sec, self._q_feed_n = sec, 0
         if self._q_feed_n < QUARANTINE_FEED_PER_S:
             self._q_feed_n += 1
-            self.feed_items.appendleft({
+            self._to_feed({
                 "timestamp": iso(now), "ts": now, "service": "opsdash-aggregator", "instance": None,
                 "type": "quarantined", "severity": "warning",
                 "message": f"{reason} (topic {topic[:200]!r})", "topic": topic[:200],
@@ -415,7 +425,7 @@ class Fold:
         if category is not None:
             self.category_rings[category].add(math.floor(now), 1)
         if ev.severity in _SEVERITY_IN_FEED or category is not None:
-            self.feed_items.appendleft({
+            self._to_feed({
                 "timestamp": iso(now), "ts": now, "service": service, "instance": instance,
                 "type": ev.kind, "severity": ev.severity, "message": ev.message,
                 "reporter_ts": ev.ts or None, "attrs": dict(ev.attrs) or None,
@@ -508,7 +518,7 @@ class Fold:
         if old == new or (old == "unknown" and new == "healthy"):
             return
         severity = "info" if new == "healthy" else "error" if new == "down" else "warning"
-        self.feed_items.appendleft({
+        self._to_feed({
             "timestamp": iso(now), "ts": now, "service": service, "instance": subject,
             "type": "state_change", "severity": severity,
             "message": f"{subject}: {old} -> {new}" + (f" ({reason})" if reason else ""),
@@ -579,11 +589,18 @@ class Fold:
             points = self.series.setdefault(name, deque(maxlen=self.series_len))
             points.append(point)
         body = canonical(view)
-        patch = diff(self._prev_view, body)
-        self._prev_view = body
+        # The feed list is not diffed (a merge patch would resend it whole for each new entry):
+        # its new entries travel in TickOutput.errors.
+        diffed = dict(body)
+        diffed["errors"] = {k: v for k, v in body["errors"].items() if k != "errors"}
+        patch = diff(self._prev_view, diffed)
+        self._prev_view = diffed
+        new_errors = [e for e in self.feed_items if e["id"] > self._feed_sent]
+        self._feed_sent = self._feed_id
         full = dict(body)
         full["series"] = {k: list(v) for k, v in self.series.items()}
-        return TickOutput(seq=self.seq, ts=now, view=full, patch=patch, append=append, base=self.seq - 1)
+        return TickOutput(seq=self.seq, ts=now, view=full, patch=patch, append=append, base=self.seq - 1,
+                          errors=new_errors)
 
     def _series_points(self, view: dict[str, Any], now: float) -> dict[str, list[float | None]]:
         sec = math.floor(now) - RATE_LAG_S
@@ -611,7 +628,8 @@ class Fold:
         missing = sum(i.missing_intervals for s in self.services.values() for i in s.instances.values())
         meta = {
             "seq": self.seq, "generated_at": _r(now), "aggregator": cfg.id, "tick_s": cfg.tick_s,
-            "window_s": cfg.window_s, "series_len": self.series_len, "started_at": _r(self.started_at),
+            "window_s": cfg.window_s, "series_len": self.series_len, "errors_len": FEED_LEN,
+            "started_at": _r(self.started_at),
             "completeness": {"ratio": _r(received / (received + missing), 6) if received + missing else None,
                              "received_intervals": received, "missing_intervals": missing},
             "folded": self.folded, "duplicates": self.duplicates, "quarantined": self.quarantined,
@@ -822,6 +840,18 @@ def _div(value: float | None, by: float) -> float | None:
 
 class _Refused(Exception):
     """A limit broken by a message; becomes a quarantine."""
+
+
+_REASON_KEY: Final = re.compile(r"[^':;(/0-9\"]*")
+
+
+def _reason_key(reason: str) -> str:
+    """The reason's first words, without the names and numbers in it (``too many instances of``), so the
+    64 keys of ``quarantine_reasons`` count kinds of reasons: one flood of distinct names cannot fill
+    them and hide every other reason."""
+    m = _REASON_KEY.match(reason)
+    key = (m.group() if m else "").split(" for ", 1)[0].strip()
+    return key[:60] or reason[:60]
 
 
 def _decode_reason(exc: msgspec.DecodeError) -> str:
