@@ -17,7 +17,8 @@ Rules (docs/view.md):
   restarted and counts from 0 again), replaces the view; one equal to ours is checked and ignored;
 - a patch applies only when ``base`` equals our seq; otherwise it is a gap and the store waits for
   the next snapshot (the aggregator publishes one every 10 s);
-- after a patch, ``append`` points go onto ``series`` capped at ``meta.series_len`` (default 900).
+- after a patch, ``append`` points go onto ``series`` capped at ``meta.series_len`` (default 900),
+  and ``errors`` entries go in front of ``errors.errors`` capped at ``meta.errors_len`` (default 50).
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ from typing import Any, Final
 import msgspec
 
 from telemetry_bus.contract import ViewPatch, ViewSnapshot
-from telemetry_bus.view_diff import apply_append, merge_patch
+from telemetry_bus.view_diff import apply_append, apply_errors, merge_patch
 
 __all__ = ["DEFAULT_SERIES_LEN", "Outcome", "Sections", "ViewStore", "filter_state", "parse_sections"]
 
 Sections = frozenset[str] | None
 
 DEFAULT_SERIES_LEN: Final = 900
+DEFAULT_ERRORS_LEN: Final = 50
 #: Most sections a client may name, and the pattern of one name.
 MAX_SECTIONS: Final = 16
 _SECTION_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
@@ -145,6 +147,8 @@ class ViewStore:
                 if isinstance(series.get(name), list):
                     series[name] = list(series[name])
             apply_append(series, patch.append, self.series_len(state))
+        if patch.errors:
+            state = apply_errors(state, patch.errors, self.errors_len(state))
         self.state = state
         self.seq = patch.seq
         self.ts = patch.ts
@@ -159,6 +163,12 @@ class ViewStore:
         meta = state.get("meta")
         n = meta.get("series_len") if isinstance(meta, dict) else None
         return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else DEFAULT_SERIES_LEN
+
+    @staticmethod
+    def errors_len(state: dict[str, Any]) -> int:
+        meta = state.get("meta")
+        n = meta.get("errors_len") if isinstance(meta, dict) else None
+        return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else DEFAULT_ERRORS_LEN
 
     # -- reading -------------------------------------------------------------------------------------
     def age(self, now: float) -> float | None:
@@ -177,7 +187,7 @@ class ViewStore:
         return cached
 
     def patch_message(self, sections: Sections) -> bytes:
-        """The last applied patch as ``{"type":"patch","seq","base","ts","patch","append"}``."""
+        """The last applied patch as ``{"type":"patch","seq","base","ts","patch","append"[,"errors"]}``."""
         cached = self._patch_cache.get(sections)
         if cached is None:
             p = self.last_patch
@@ -186,7 +196,10 @@ class ViewStore:
             body = p.patch if sections is None else {k: v for k, v in p.patch.items()
                                                      if k in sections or k == "meta"}
             append = p.append if _wanted("series", sections) else {}
-            cached = _encoder.encode({"type": "patch", "seq": p.seq, "base": p.base, "ts": p.ts,
-                                      "patch": body, "append": append})
+            message: dict[str, Any] = {"type": "patch", "seq": p.seq, "base": p.base, "ts": p.ts,
+                                       "patch": body, "append": append}
+            if p.errors and _wanted("errors", sections):
+                message["errors"] = p.errors  # new feed entries, newest first (docs/websocket.md)
+            cached = _encoder.encode(message)
             self._patch_cache[sections] = cached
         return cached

@@ -168,13 +168,15 @@ class ViewSnapshot(msgspec.Struct, kw_only=True):
 
 
 class ViewPatch(msgspec.Struct, kw_only=True):
-    """One tick's change: an RFC 7396 merge patch of the view plus the series points to append."""
+    """One tick's change: an RFC 7396 merge patch of the view, the series points to append, and the
+    new error-feed entries (newest first) to put in front of ``errors.errors`` (docs/view.md)."""
 
     seq: int
     base: int
     ts: float
     patch: dict[str, Any]
-    append: dict[str, list[float | None]] = {}
+    append: dict[str, list[Any]] = {}
+    errors: list[dict[str, Any]] = []
 
 
 _encoder: Final = msgspec.json.Encoder()

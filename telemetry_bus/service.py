@@ -149,7 +149,8 @@ class AggregatorService:
             return
         try:
             if out.base > 0:  # every tick has its patch; a snapshot is an extra resync point
-                patch = ViewPatch(seq=out.seq, base=out.base, ts=out.ts, patch=out.patch, append=out.append)
+                patch = ViewPatch(seq=out.seq, base=out.base, ts=out.ts, patch=out.patch, append=out.append,
+                                  errors=out.errors)
                 await client.publish(topics.patch(self.root), encode(patch), qos=0)
                 self.published_patches += 1
             if self._need_snapshot or out.ts - self._last_snapshot_at >= self.acfg.snapshot_every_s:

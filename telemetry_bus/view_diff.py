@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["apply_append", "canonical", "diff", "merge_patch"]
+__all__ = ["apply_append", "apply_errors", "canonical", "diff", "merge_patch"]
 
 
 def canonical(value: Any) -> Any:
@@ -62,3 +62,21 @@ def apply_append(series: dict[str, list[Any]], append: dict[str, Any], max_len: 
         excess = len(points) - max_len
         if excess > 0:
             del points[:excess]
+
+
+def apply_errors(state: dict[str, Any], entries: list[Any], max_len: int) -> dict[str, Any]:
+    """Put new error-feed entries (newest first) at the front of ``state.errors.errors``, keeping
+    ``max_len``; returns the new state (``state`` is not mutated).
+
+    The feed travels beside the merge patch because RFC 7396 replaces a list whole: one new error
+    would otherwise resend all fifty.
+    """
+    if not entries:
+        return state
+    errors = state.get("errors")
+    errors = dict(errors) if isinstance(errors, dict) else {}
+    old = errors.get("errors")
+    errors["errors"] = (list(entries) + (old if isinstance(old, list) else []))[:max_len]
+    new = dict(state)
+    new["errors"] = errors
+    return new

@@ -17,7 +17,7 @@ import pytest
 from telemetry_bus.contract import decode_patch, decode_snapshot, encode, topics
 from telemetry_bus.reporter import Reporter, ReporterCore
 from telemetry_bus.service import AggregatorService
-from telemetry_bus.view_diff import apply_append, merge_patch
+from telemetry_bus.view_diff import apply_append, apply_errors, merge_patch
 from tests.bus.conftest import instance_view
 from tests.conftest import eventually
 from tests.support.servers import ROOT as REPO
@@ -63,6 +63,7 @@ async def test_known_traffic_gives_exact_totals_rates_health_and_a_replayable_vi
                     if p.base == client_seq[0]:
                         new = merge_patch(client_state, p.patch)
                         apply_append(new.setdefault("series", {}), p.append, new["meta"]["series_len"])
+                        new = apply_errors(new, p.errors, new["meta"]["errors_len"])
                         client_state.clear()
                         client_state.update(new)
                         client_seq[0] = p.seq

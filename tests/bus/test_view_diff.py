@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from telemetry_bus.contract import decode_patch, encode
-from telemetry_bus.view_diff import apply_append, canonical, diff, merge_patch
+from telemetry_bus.view_diff import apply_append, apply_errors, canonical, diff, merge_patch
 from tests.bus.simulate import ROOT, FakeReporter, new_fold
 
 json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-10, 10), st.floats(-5, 5, allow_nan=False),
@@ -115,10 +115,29 @@ def test_fold_patches_replay_to_every_snapshot(ops: list[tuple[str, int, int]]) 
         out = fold.tick(t)
         # what goes over the wire is JSON: round-trip it as the gateway would receive it
         wire = decode_patch(encode({"seq": out.seq, "base": out.base, "ts": out.ts, "patch": out.patch,
-                                    "append": out.append}))
+                                    "append": out.append, "errors": out.errors}))
         assert wire.base == seq
         client = merge_patch(client, wire.patch)
         series = client.setdefault("series", {})
         apply_append(series, wire.append, series_len)
+        client = apply_errors(client, wire.errors, client["meta"]["errors_len"])
+        # the feed never rides in the merge patch (it would resend all 50 entries)
+        assert "errors" not in wire.patch.get("errors", {})
         seq = wire.seq
         assert client == out.view
+
+
+def test_one_new_error_costs_one_entry_not_the_whole_feed() -> None:
+    fold = new_fold(1_000_000.0)
+    t = 1_000_000.0
+    topic = f"{ROOT}/v1/svc/delivery/d-1/events"
+    for k in range(60):
+        fold.feed(topic, encode({"boot": "b", "seq": k + 1, "ts": t, "kind": "webhook_timeout",
+                                 "message": "POST https://example.com/hook timed out after 10 s"}), t + k)
+        out = fold.tick(t + k + 0.5)
+        timeouts = [e for e in out.errors if e["type"] == "webhook_timeout"]
+        assert [e["message"] for e in timeouts] == ["POST https://example.com/hook timed out after 10 s"]
+        if k > 5:  # past the instance's state change (an event-only sender goes down after 3 s)
+            assert len(out.errors) == 1
+            assert len(encode(out.patch)) < 600
+    assert len(out.view["errors"]["errors"]) == 50

@@ -8,7 +8,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
-from telemetry_bus.view_diff import apply_append, merge_patch
+from telemetry_bus.view_diff import apply_append, apply_errors, merge_patch
 from tests.support.servers import scaled
 
 
@@ -43,5 +43,7 @@ class Mirror:
             if msg["append"]:
                 apply_append(self.state.setdefault("series", {}), msg["append"],
                              self.state["meta"].get("series_len", 900))
+            if msg.get("errors"):
+                self.state = apply_errors(self.state, msg["errors"], self.state["meta"].get("errors_len", 50))
             self.seq = msg["seq"]
             self.patches += 1

@@ -145,3 +145,25 @@ def test_age_uses_the_clock_passed_in() -> None:
     assert store.age(5.0) is None
     store.apply_snapshot(snap(sim), now=10.0)
     assert store.age(12.5) == 2.5
+
+
+def test_new_feed_entries_ride_beside_the_patch_and_follow_the_errors_section() -> None:
+    import msgspec
+
+    from gateway.store import ViewStore
+    from telemetry_bus.contract import ViewPatch, ViewSnapshot
+
+    store = ViewStore()
+    old = [{"id": k, "message": f"m{k}"} for k in range(50, 0, -1)]
+    state = {"meta": {"seq": 1, "errors_len": 50, "series_len": 900}, "errors": {"errors": old, "counts": {}},
+             "health": {"status": "healthy"}}
+    store.apply_snapshot(ViewSnapshot(seq=1, ts=1.0, state=state), 1.0)
+    new = [{"id": 52, "message": "m52"}, {"id": 51, "message": "m51"}]
+    store.apply_patch(ViewPatch(seq=2, base=1, ts=2.0, patch={"meta": {"seq": 2}}, errors=new), 2.0)
+    assert store.state is not None
+    assert [e["id"] for e in store.state["errors"]["errors"]] == [52, 51, *range(50, 2, -1)]
+    assert state["errors"]["errors"] is old and len(old) == 50  # the old state is not changed
+    with_errors = msgspec.json.decode(store.patch_message(frozenset({"errors"})))
+    assert with_errors["errors"] == new
+    without = msgspec.json.decode(store.patch_message(frozenset({"health"})))
+    assert "errors" not in without

@@ -23,6 +23,7 @@ export interface Meta {
   tick_s?: Num;
   window_s?: Num;
   series_len?: Num;
+  errors_len?: Num;
   started_at?: Num;
   completeness?: Completeness | null;
   folded?: Num;
@@ -126,6 +127,8 @@ export interface Aggregates extends Aged {
 }
 
 export interface ErrorEvent {
+  /** Stable id of the entry (increases with every entry the aggregator adds). */
+  id?: Num;
   timestamp?: string | null;
   ts?: Num;
   service?: string | null;
@@ -197,6 +200,8 @@ export interface PatchMsg {
   ts?: number;
   patch: Record<string, unknown>;
   append?: Record<string, SeriesPoint> | null;
+  /** New error-feed entries, newest first: they go in front of `errors.errors` (docs/websocket.md). */
+  errors?: ErrorEvent[] | null;
 }
 
 export interface MetaMsg {

@@ -64,6 +64,19 @@ describe("live reducer", () => {
     expect(sent).toEqual([]);
   });
 
+  it("puts new feed entries in front of the error feed, keeping errors_len, without touching the old view", () => {
+    const base = view(1, { meta: { seq: 1, series_len: 3, tick_s: 1, errors_len: 3 },
+      errors: { errors: [{ id: 2, message: "b" }, { id: 1, message: "a" }], counts: { quarantined_1h: 0 } } });
+    const s0 = run([msg(snap(1, base))], connected()).state;
+    const p: PatchMsg = { ...patch(2, 1), errors: [{ id: 4, message: "d" }, { id: 3, message: "c" }] };
+    const s1 = run([msg(p)], s0).state;
+    expect(s1.view?.errors?.errors?.map((e) => e.id)).toEqual([4, 3, 2]);
+    expect(s1.view?.errors?.counts).toEqual({ quarantined_1h: 0 });
+    expect(s0.view?.errors?.errors?.map((e) => e.id)).toEqual([2, 1]);
+    // a patch without entries leaves the feed as it is
+    expect(run([msg(patch(3, 2))], s1).state.view?.errors?.errors?.map((e) => e.id)).toEqual([4, 3, 2]);
+  });
+
   it("applies in-sequence patches: merge, delete (null = unknown), appends trimmed to series_len", () => {
     const { state, sent } = run(
       [

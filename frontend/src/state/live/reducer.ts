@@ -5,7 +5,7 @@
  * (a `resync` after a sequence gap). Time is an argument (`now`, milliseconds), never read here, so
  * the tests drive the clock. The socket code around it only moves messages (src/api/live.ts).
  */
-import type { SeriesPoint, ServerMsg, View } from "../../api/types";
+import type { ErrorEvent, SeriesPoint, ServerMsg, View } from "../../api/types";
 import { mergePatch } from "./mergePatch";
 
 export type ConnPhase =
@@ -98,6 +98,18 @@ export function applyAppend(
   return out;
 }
 
+/** Put new feed entries (newest first) in front of the error feed, keeping `maxLen`. */
+export function applyErrors(view: View, entries: ErrorEvent[] | null | undefined, maxLen: number): View {
+  if (!entries || entries.length === 0) return view;
+  const old = view.errors?.errors ?? [];
+  return { ...view, errors: { ...(view.errors ?? {}), errors: [...entries, ...old].slice(0, maxLen) } };
+}
+
+function errorsLen(view: View): number {
+  const n = view.meta?.errors_len;
+  return isFiniteNumber(n) && n > 0 ? Math.floor(n) : 50;
+}
+
 function seriesLen(view: View): number {
   const n = view.meta?.series_len;
   return isFiniteNumber(n) && n > 0 ? Math.floor(n) : DEFAULT_SERIES_LEN;
@@ -156,6 +168,7 @@ function onMessage(state: LiveState, msg: ServerMsg, now: number): Step {
       }
       view = { ...view, meta: { ...(view.meta ?? {}), seq: msg.seq } };
       view = { ...view, series: applyAppend(view.series ?? {}, msg.append, seriesLen(view)) };
+      view = applyErrors(view, msg.errors, errorsLen(view));
       return {
         state: {
           ...state,

@@ -52,7 +52,7 @@ export function ErrorFeed({ view, limit }: { view: View | null; limit: number })
             {errors.map((e, i) => {
               const sev = e.severity ?? "error";
               return (
-                <tr class={`sev-${sev}`} key={`${eventTs(e)}-${i}`} data-testid="error-row">
+                <tr class={`sev-${sev}`} key={e.id ?? `${eventTs(e)}-${i}`} data-testid="error-row">
                   <td class="mono">
                     <span class="sev-icon" aria-label={sev} title={sev}>{SEV_ICON[sev] ?? "•"}</span> {fmtClock(eventTs(e))}
                   </td>
