@@ -93,19 +93,6 @@ class HistRing:
         self.hists: dict[int, ExpHistogram] = {}
         self.head: int | None = None
 
-    def add(self, sec: int, hist: ExpHistogram) -> None:
-        if self.head is None or sec > self.head:
-            self.head = sec
-            for old in [s for s in self.hists if s <= sec - self.size]:
-                del self.hists[old]
-        if sec <= self.head - self.size:
-            return
-        cur = self.hists.get(sec)
-        if cur is None:
-            self.hists[sec] = hist.copy()
-        else:
-            cur.merge(hist)
-
     def add_wire(self, sec: int, wire: Hist) -> None:
         """Merge a wire-form delta into the histogram of second ``sec``."""
         if self.head is None or sec > self.head:
