@@ -194,17 +194,17 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in rates.items()}
     print(f"# bus benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {n} metrics messages of ~{size:.0f} B, "
           f"{PUBLISHERS} publishers, QoS 0, median of {args.runs} interleaved runs, {os.cpu_count()} cores")
-    print(f"{'receiver':<18} {'msg/s':>10} {'vs mosquitto_sub':>17} {'vs bare aiomqtt':>16}")
+    print(f"{'receiver':<19} {'msg/s':>10} {'vs mosquitto_sub':>17} {'vs bare aiomqtt':>16}")
     for k, v in med.items():
-        print(f"{k:<18} {v:>10,.0f} {v / med['mosquitto_sub']:>17.2f} {v / med['bare aiomqtt']:>16.2f}")
+        print(f"{k:<19} {v:>10,.0f} {v / med['mosquitto_sub']:>17.2f} {v / med['bare aiomqtt']:>16.2f}")
     pure = pure_fold_rate(stream)
-    print(f"{'fold alone (pure)':<18} {pure:>10,.0f} {pure / med['mosquitto_sub']:>17.2f} "
+    print(f"{'fold alone (pure)':<19} {pure:>10,.0f} {pure / med['mosquitto_sub']:>17.2f} "
           f"{pure / med['bare aiomqtt']:>16.2f}")
     print()
     costs = reporter_costs()
-    print(f"{'reporter call':<18} {'us/call':>10} {'vs bare dict':>17}")
+    print(f"{'reporter call':<19} {'us/call':>10} {'vs bare dict':>17}")
     for k, v in costs.items():
-        print(f"{k:<18} {v:>10.3f} {v / costs['bare dict += 1']:>17.2f}")
+        print(f"{k:<19} {v:>10.3f} {v / costs['bare dict += 1']:>17.2f}")
 
 
 if __name__ == "__main__":

@@ -100,13 +100,15 @@ async def role_reporter(a: argparse.Namespace) -> None:
     """One real Reporter; with --bumps, increments bench_counter at random moments and prints when."""
     from telemetry_bus.reporter import Reporter
 
+    rng = random.Random(os.getpid())
+    if a.bumps:  # a random phase of the second, so the freshness reporters sample the tick wait evenly
+        await asyncio.sleep(rng.uniform(0, a.interval))
     rep = Reporter(a.service, a.instance, mqtt_url=a.url, interval_s=a.interval)
     await rep.start()
     await rep.wait_connected()
     rep.inc(COUNTER, 0)
     print("connected", flush=True)
     total = 0
-    rng = random.Random(os.getpid())
     while True:
         await asyncio.sleep(rng.uniform(0.7, 1.7) if a.bumps else 3600)
         rep.inc(COUNTER)

@@ -116,7 +116,7 @@ def bus_rows(text: str) -> list[Row]:
     if not out:
         out.append(("bus benchmark", "no figures (see bench_bus.txt)", "-", "NO"))
     elif head:
-        out[0] = (out[0][0] + f" [{head[0].split(', ', 2)[-1]}]", *out[0][1:])
+        out.insert(0, ("bus benchmark setup", head[0].split(", ", 2)[-1], "-", "-"))
     return out + rows
 
 
@@ -205,12 +205,11 @@ def main() -> None:
             rows += [tuple(r) for r in res["rows"]]  # type: ignore[misc]
         except (OSError, ValueError, KeyError):
             rows.append(("end-to-end benchmark", "no figures (see bench_e2e.txt)", "-", "NO"))
-    width = max(len(r[0]) for r in rows)
     lines = [f"# opsdash benchmarks, {started}, {os.cpu_count()} cores (shared with other work: noisy), "
              f"{time.monotonic() - t0:.0f} s, command: .venv/bin/python bench/run_all.py"
              + (" --quick" if a.quick else ""), "",
              "| figure | value | aim | met |", "|---|---|---|---|"]
-    lines += [f"| {r[0]:<{width}} | {r[1]} | {r[2]} | {r[3]} |" for r in rows]
+    lines += [f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} |" for r in rows]
     table = "\n".join(lines)
     (out / "table.md").write_text(table + "\n")
     print()
