@@ -484,7 +484,10 @@ class Gateway:
         conn = c.conn
         with contextlib.suppress(Exception):
             if conn.protocol.state is State.OPEN:
-                conn.protocol.send_close(code, message[:120])
+                # a close reason is at most 123 bytes of UTF-8: cut by bytes, or send_close raises and
+                # the client sees 1000 instead of the code (found by tests/hostile/test_fuzz.py)
+                conn.protocol.send_close(code, message.encode("utf-8", "replace")[:120]
+                                         .decode("utf-8", "ignore"))
                 conn.send_data()
             if conn.transport is not None:
                 conn.transport.close()
