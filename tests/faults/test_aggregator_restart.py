@@ -51,7 +51,7 @@ async def test_aggregator_restart_resumes_without_double_counting_and_gateway_ma
             await r.wait_connected()
         sent = await count_load(reps, 3.0)
         async with httpx.AsyncClient(base_url=gw.url) as http:
-            await eventually(lambda: not gw.stale and gw.store.seq > 0, 10, what="gateway fresh")
+            await eventually(lambda: not gw.stale and (gw.store.seq or 0) > 0, 10, what="gateway fresh")
             assert (await http.get("/healthz")).json()["status"] == "ok"
             await cancel_and_wait([first_task])  # the aggregator is gone; its session stays at the broker
             stopped_at = asyncio.get_running_loop().time()

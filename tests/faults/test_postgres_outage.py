@@ -17,7 +17,7 @@ from probes.config import DiskProbeConfig, MqttProbeConfig, PostgresProbeConfig
 from probes.disk import DiskProbe
 from probes.mqtt import MqttProbe
 from probes.postgres import PostgresProbe
-from probes.runner import ProbeRunner
+from probes.runner import Probe, ProbeRunner
 from telemetry_bus.config import MqttConfig
 from telemetry_bus.contract import ProbeResult
 from tests.conftest import eventually
@@ -30,7 +30,7 @@ async def test_postgres_stopped_and_started(mosquitto: Mosquitto, tmp_path: Path
     pg = await asyncio.to_thread(PrivatePostgres(workdir).start)
     results: dict[str, list[ProbeResult]] = {}
     try:
-        probes = [
+        probes: list[Probe] = [
             PostgresProbe(PostgresProbeConfig(period_s=0.5, timeout_s=0.5, latency_budget_ms=400,
                                               retry_s=0.25), url=pg.dsn()),
             MqttProbe(MqttProbeConfig(period_s=0.5, timeout_s=0.5, latency_budget_ms=400, sys_wait_s=0.1),

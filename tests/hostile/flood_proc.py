@@ -7,6 +7,7 @@ import sys
 
 import msgspec
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 
 def messages(n: int, t: float, p: str):  # type: ignore[no-untyped-def]
@@ -25,7 +26,7 @@ def messages(n: int, t: float, p: str):  # type: ignore[no-untyped-def]
 
 def main() -> None:
     host, port, n, t, prefix = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="attacker")
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="attacker")
     c.max_queued_messages_set(0)
     c.connect(host, port)
     c.loop_start()
