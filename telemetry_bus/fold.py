@@ -524,7 +524,10 @@ class Fold:
             "message": f"{subject}: {old} -> {new}" + (f" ({reason})" if reason else ""),
         })
 
-    def _evaluate(self, now: float) -> None:
+    def _evaluate(self, now: float, full: bool = True) -> None:
+        """Apply the health rules. ``full=False`` (an early tick between regular ones) applies only
+        the immediate transitions (Last Will, silence, first sight): hysteresis counts regular
+        evaluations, so a flapping subject needs the same *time* to flip however often we tick."""
         hyst = self.cfg.hysteresis
         for svc in self.services.values():
             forget = [n for n, i in svc.instances.items() if not i.online and i.offline_reason
@@ -533,6 +536,8 @@ class Fold:
                 del svc.instances[name]
             for inst in svc.instances.values():
                 raw, reason, immediate = self._instance_health(inst, now)
+                if not (full or immediate or inst.state.state == "unknown"):
+                    continue
                 old = inst.state.state
                 if inst.state.update(raw, reason, now, hyst, immediate):
                     self._note_change(inst.name, svc.name, old, inst.state.state, inst.state.reason, now)
@@ -576,9 +581,12 @@ class Fold:
 
     # -- the view --------------------------------------------------------------------------------
 
-    def tick(self, now: float) -> TickOutput:
-        """Evaluate health, build the view and its patch from the previous tick."""
-        self._evaluate(now)
+    def tick(self, now: float, full: bool = True) -> TickOutput:
+        """Evaluate health, build the view and its patch from the previous tick.
+
+        ``full=False``: an early tick, published soon after news arrived (see service.py); health
+        hysteresis advances only on full ticks."""
+        self._evaluate(now, full)
         self.seq += 1
         view = self._build(now)
         # One series point per whole second, however short the tick.
@@ -597,9 +605,9 @@ class Fold:
         self._prev_view = diffed
         new_errors = [e for e in self.feed_items if e["id"] > self._feed_sent]
         self._feed_sent = self._feed_id
-        full = dict(body)
-        full["series"] = {k: list(v) for k, v in self.series.items()}
-        return TickOutput(seq=self.seq, ts=now, view=full, patch=patch, append=append, base=self.seq - 1,
+        whole = dict(body)
+        whole["series"] = {k: list(v) for k, v in self.series.items()}
+        return TickOutput(seq=self.seq, ts=now, view=whole, patch=patch, append=append, base=self.seq - 1,
                           errors=new_errors)
 
     def _series_points(self, view: dict[str, Any], now: float) -> dict[str, list[float | None]]:

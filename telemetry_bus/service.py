@@ -51,6 +51,8 @@ class AggregatorService:
         self._client: aiomqtt.Client | None = None
         self._last_snapshot_at = -math.inf
         self._need_snapshot = True
+        self._news_at: float | None = None  # arrival of the first message since the last tick
+        self._news = asyncio.Event()
         #: opsdash watches itself: set by run_aggregator, fed with the fold's own counters every tick.
         self.reporter: Reporter | None = None
         self._reported = {"messages_folded": 0, "quarantined": 0, "duplicates": 0, "missing_intervals": 0}
@@ -59,8 +61,12 @@ class AggregatorService:
         payload = message.payload
         if not isinstance(payload, bytes):
             payload = str(payload).encode() if payload is not None else b""
+        now = self.clock()
+        if self._news_at is None:
+            self._news_at = now
+            self._news.set()
         try:
-            self.fold.feed(message.topic.value, payload, self.clock(), bool(message.retain))
+            self.fold.feed(message.topic.value, payload, now, bool(message.retain))
         except Exception:  # a bug in the fold must not kill the connection: count it, keep going
             log.exception("aggregator: fold failed on a message from %s", message.topic.value)
             self.fold.quarantine(message.topic.value, "internal error while folding (see the log)",
@@ -119,17 +125,33 @@ class AggregatorService:
         return ep.host, ep.port
 
     async def _tick_loop(self) -> None:
-        tick = self.acfg.tick_s
+        tick, early = self.acfg.tick_s, self.acfg.early_tick_s
+        last_tick, work = -math.inf, 0.0
         while True:
-            # Tick on whole multiples of tick_s of the clock, so series points line up across restarts.
+            # Regular ticks on whole multiples of tick_s of the clock (series points line up across
+            # restarts); early ticks `early` after news, spaced by at least 4 x the last tick's work.
             now = self.clock()
-            await asyncio.sleep(max(0.0, (math.floor(now / tick) + 1) * tick - now + 0.005))
+            regular = (math.floor(now / tick) + 1) * tick + 0.005
+            wake = regular
+            if early > 0 and self._news_at is not None:
+                wake = min(regular, max(self._news_at + early, last_tick + max(early, 4 * work)))
+            if early > 0 and self._news_at is None:
+                self._news.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._news.wait(), max(0.0, wake - now))
+                    continue  # news: recompute when to tick
+            else:
+                await asyncio.sleep(max(0.0, wake - now))
+            full = self.clock() >= regular - 0.001
+            self._news_at = None
             started = time.perf_counter()
-            out = self.fold.tick(self.clock())
+            out = self.fold.tick(self.clock(), full=full)
             self.last = out
             await self._publish(out)
+            work = time.perf_counter() - started
+            last_tick = self.clock()
             if self.reporter is not None:
-                self._report(self.reporter, (time.perf_counter() - started) * 1000)
+                self._report(self.reporter, work * 1000)
 
     def _report(self, rep: Reporter, tick_ms: float) -> None:
         fold = self.fold

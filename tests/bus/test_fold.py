@@ -374,3 +374,19 @@ def test_joining_mid_boot_counts_deltas_but_a_live_boot_counts_from_its_start() 
     live.feed(topics.metrics(ROOT, "ingest", "a"), first, T0 + 1)
     inst = live.services["ingest"].instances["a"]
     assert (inst.totals["x"], inst.missing_intervals) == (1000, 41)
+
+
+def test_early_ticks_apply_immediate_changes_but_hysteresis_counts_full_ticks() -> None:
+    fold = new_fold(T0, hysteresis=2)
+    a, b = FakeReporter("ingest", "a"), FakeReporter("ingest", "b")
+    now, _, _ = run_traffic(fold, [a, b], 3, 1)
+    b.core.set_health("degraded", "slow")
+    for k in range(6):  # six early ticks with news: a reported degradation does not pass hysteresis
+        b.send(fold, b.take(now + 0.1 * k), now + 0.1 * k)
+        fold.tick(now + 0.1 * k + 0.05, full=False)
+    assert fold.services["ingest"].instances["b"].state.state == "healthy"
+    a.offline(fold, now + 0.7, "lost")  # a Last Will is immediate, early tick or not
+    view = fold.tick(now + 0.75, full=False).view
+    assert view["services"]["ingest"]["instances"]["a"]["status"] == "down"
+    fold.tick(now + 1.0)
+    assert fold.tick(now + 2.0).view["services"]["ingest"]["instances"]["b"]["status"] == "degraded"
