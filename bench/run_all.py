@@ -5,6 +5,7 @@
 Runs, one after the other (never in parallel: the machine has 2 shared cores):
 
 - bench/bench_bus.py            fold rate vs bare aiomqtt and mosquitto_sub; reporter cost per call
+- bench/bench_patch_bytes.py      bytes per client of the patch stream on the real fold vs polling REST
 - bench/bench_gateway_fanout.py WebSocket fan-out vs bare broadcast() (a modest client count), bytes
                                 vs REST polling
 - bench/bench_platform_counts.py one platform-counts probe cycle on 1 M devices (PostgreSQL on
@@ -142,6 +143,21 @@ def fanout_rows(text: str) -> list[Row]:
     return rows or [("fan-out benchmark", "no figures (see bench_gateway_fanout.txt)", "-", "NO")]
 
 
+def bytes_rows(text: str, errors_per_s: str) -> list[Row]:
+    rows: list[Row] = []
+    for line in text.splitlines():
+        m = re.match(r"(patch, the five REST sections \(\+meta\)|patch, every section \(\+series\))\s+"
+                     r"([\d,]+)\s+([\d.]+)\s+([\d.]+)", line)
+        if m:
+            five = m.group(1).startswith("patch, the five")
+            rows.append((f"bytes, real fold, {errors_per_s} error/s: {m.group(1)}",
+                         f"{m.group(2)} B/client/s = {m.group(3)}x polling the 5 REST endpoints "
+                         f"({m.group(4)}x of gzipped polling)",
+                         "<= 0.10x polling" if five else "-",
+                         ("yes" if float(m.group(3)) <= 0.10 else "NO") if five else "-"))
+    return rows or [("bytes benchmark", "no figures (see bench_patch_bytes*.txt)", "-", "NO")]
+
+
 def platform_rows(text: str) -> list[Row]:
     m = re.search(r"cycle over (\d+) runs: median ([\d.]+) ms, p95 ([\d.]+) ms, max ([\d.]+) ms", text)
     if not m:
@@ -183,6 +199,10 @@ def main() -> None:
         clients = ["200"] if a.quick else ["1000"]
         rows += fanout_rows(run("bench_gateway_fanout", ["bench/bench_gateway_fanout.py", "--clients",
                                                          *clients, "--ticks", "10"], out, 900))
+    if "fanout" not in a.skip:
+        for eps in ("0", "1", "5"):
+            args = ["bench/bench_patch_bytes.py", "--errors-per-s", eps]
+            rows += bytes_rows(run(f"bench_patch_bytes_{eps}", args, out, 300), eps)
     if "platform" not in a.skip:
         with tempfile.TemporaryDirectory() as tmp:
             dsn, pg = postgres_dsn(Path(tmp))
