@@ -60,7 +60,7 @@ __all__ = ["ERROR_CATEGORIES", "Fold", "TickOutput"]
 #: Seconds a counter's second-bucket waits for late parts before rates read it (see ``_rate``).
 RATE_LAG_S: Final = 2
 FEED_LEN: Final = 50
-TOPIC_CACHE: Final = 65536
+TOPIC_CACHE: Final = 16384  # ~4 MiB; a real platform has a few thousand ops topics
 HOUR: Final = 3600
 #: Quarantine entries put in the feed per second at most (all are counted).
 QUARANTINE_FEED_PER_S: Final = 5
