@@ -93,6 +93,8 @@ class ExpHistogram:
             self._fit()
 
     def _fit(self) -> None:
+        if not self.buckets:  # e.g. a wire delta whose counts are all zero
+            return
         lo, hi = min(self.buckets), max(self.buckets)
         shift = 0
         while (hi >> shift) - (lo >> shift) + 1 > self.max_buckets and self.scale - shift > MIN_SCALE:
@@ -187,9 +189,11 @@ class ExpHistogram:
         if self.count == 0:
             return None
         rank = max(1, _ceil(q * self.count))
-        if rank == self.count:  # the extremes are known exactly
+        # min and max are known exactly when the sender gave them (a wire delta may not: +-inf here)
+        lo_known, hi_known = _isfinite(self.min), _isfinite(self.max)
+        if rank == self.count and hi_known:
             return float(self.max)
-        if rank == 1:
+        if rank == 1 and lo_known:
             return float(self.min)
         if rank <= self.zero_count:
             return 0.0
@@ -199,8 +203,13 @@ class ExpHistogram:
             if seen >= rank:
                 mid = 2.0 ** ((k + 0.5) / self._factor)
                 # The true value is also within [min, max]: clamp (exact at the extremes).
-                return float(min(max(mid, self.min), self.max))
-        return self.max
+                if lo_known:
+                    mid = max(mid, self.min)
+                if hi_known:
+                    mid = min(mid, self.max)
+                return float(mid)
+        # counts disagree with count (cannot happen for checked input): the largest value known
+        return float(self.max) if hi_known else 0.0
 
     # -- wire form -------------------------------------------------------------------------------
 

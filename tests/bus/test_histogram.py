@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from telemetry_bus.contract import decode_metrics, encode
+from telemetry_bus.contract import Hist, decode_metrics, encode
 from telemetry_bus.histogram import ExpHistogram, relative_error_bound
 
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0)
@@ -134,3 +134,18 @@ def test_merge_wire_equals_merging_the_rebuilt_histogram() -> None:
         b.merge(ExpHistogram.from_wire(wire))
     assert (a.scale, a.buckets, a.count, a.zero_count) == (b.scale, b.buckets, b.count, b.zero_count)
     assert a.quantile(0.99) == b.quantile(0.99)
+
+
+def test_merge_wire_of_all_zero_counts_is_harmless() -> None:
+    # found by the long fuzz run (tests/hostile/test_fuzz.py): counts [0] with only a zero bucket
+    h = ExpHistogram()
+    h.merge_wire(Hist(scale=0, offset=0, counts=[0], zero_count=1, count=1))
+    assert (h.count, h.zero_count, h.buckets) == (1, 1, {})
+    assert h.quantile(0.5) == 0.0
+
+
+def test_a_wire_delta_without_min_and_max_still_gives_finite_quantiles() -> None:
+    h = ExpHistogram()
+    h.merge_wire(Hist(scale=0, offset=3, counts=[2, 1], count=3))  # values in (8, 16] and (16, 32]
+    assert h.quantile(0.0) == pytest.approx(2 ** 3.5)
+    assert h.quantile(1.0) == pytest.approx(2 ** 4.5)
