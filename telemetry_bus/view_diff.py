@@ -42,15 +42,17 @@ def diff(old: Any, new: Any) -> Any:
         return new
     out: dict[str, Any] = {key: None for key in old.keys() - new.keys()}
     for key, value in new.items():
-        before = old.get(key)
-        if before == value and key in old:
-            continue
-        if isinstance(value, dict) and isinstance(before, dict):
-            sub = diff(before, value)
-            if sub:
-                out[key] = sub
-        else:
-            out[key] = value
+        if key in old:
+            before = old[key]
+            if isinstance(value, dict) and isinstance(before, dict):
+                # recurse without comparing first: a deep == here would walk the subtree twice
+                sub = diff(before, value)
+                if sub:
+                    out[key] = sub
+                continue
+            if before == value:
+                continue
+        out[key] = value  # new, or replaced (a dict over a non-dict merges onto {}: same result)
     return out
 
 
