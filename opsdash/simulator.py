@@ -262,8 +262,32 @@ class InstanceModel:
         return counters, obs, gauges, events
 
 
+class WebhookDeliveryError(Exception):
+    """What the simulated delivery worker logs with a traceback when a customer's endpoint fails."""
+
+
+def log_now(logger: logging.Logger, rng: random.Random, service: str, events: list[EventTuple],
+            dt: float, scale: float) -> None:
+    """A simulated service's own log lines, next to its events: what a real one would log."""
+    if rng.random() < 0.01 * dt * scale:
+        logger.warning("%s: garbage collection paused the worker for %d ms", service,
+                       rng.randrange(120, 900))
+    for kind, message, _severity, attrs in events:
+        if kind == "webhook_failed" and rng.random() < 0.5:
+            try:
+                raise WebhookDeliveryError(message)
+            except WebhookDeliveryError:
+                logger.exception("delivery worker gave up on tenant %s after 3 attempts",
+                                 attrs.get("tenant", "?"))
+        elif kind == "parse_error" and rng.random() < 0.2:
+            logger.warning("ingest batch from %s rejected: %s", attrs.get("device", "?"), message)
+    if service == "ingest" and rng.random() < 0.004 * dt * scale:
+        logger.error("InfluxDB write retried 3 times: 503 Service Unavailable (compaction running)")
+
+
 async def run_instance(settings: SimSettings, service: str, index: int, boot_no: int = 0) -> None:
     """One simulated instance: report until SIGTERM/SIGINT, then shut down cleanly (status offline)."""
+    from telemetry_bus.loghandler import BusLogHandler
     from telemetry_bus.reporter import Reporter
 
     model = InstanceModel(settings, service, index, boot_no)
@@ -275,14 +299,20 @@ async def run_instance(settings: SimSettings, service: str, index: int, boot_no:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await rep.start()
+    # the service's own log records (WARNING and above) go to the bus as events of type "log",
+    # as in a real service (docs/protocol.md "log records"); not to the demo's terminal
+    applog = logging.getLogger(f"{service}.app")
+    applog.propagate = False
+    applog.addHandler(BusLogHandler(rep))
+    lograng = random.Random(f"{settings.seed}/{service}/{index}/{boot_no}/log")
     last = time.time()
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), settings.step_s)
             now = time.time()
-            counters, obs, gauges, events = model.step(now, now - last)
-            last = now
+            dt, last = now - last, now
+            counters, obs, gauges, events = model.step(now, dt)
             for name, n in counters.items():
                 rep.inc(name, n)
             for name, values in obs.items():
@@ -292,6 +322,7 @@ async def run_instance(settings: SimSettings, service: str, index: int, boot_no:
                 rep.set_gauge(name, g)
             for kind, message, severity, attrs in events:
                 rep.event(kind, message, severity=severity, attrs=attrs)
+            log_now(applog, lograng, service, events, dt, settings.error_scale)
             if service == "delivery":
                 pending = gauges.get("pending_jobs", 0.0)
                 rep.set_health("degraded" if pending > 100 else "ok",

@@ -234,9 +234,12 @@ class Reporter:
         return self.core.interval_s
 
     def event(self, kind: str, message: str = "", severity: str = "error",
-              attrs: dict[str, str] | None = None) -> None:
-        """Record a notable event; it is published at once (or after a reconnect)."""
-        self.core.event(kind, message, self.clock(), severity, attrs)
+              attrs: dict[str, str] | None = None, ts: float | None = None) -> None:
+        """Record a notable event; it is published at once (or after a reconnect).
+
+        ``ts`` is when it happened (default now); the log handler passes the record's own time.
+        """
+        self.core.event(kind, message, self.clock() if ts is None else ts, severity, attrs)
         self._wake.set()
 
     # -- lifecycle -------------------------------------------------------------------------------
