@@ -12,7 +12,7 @@ target settings. Every key can be overridden from the environment, e.g.
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Annotated, Final
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -166,6 +166,12 @@ class MqttProbeConfig(ProbeSettings, frozen=True, kw_only=True, forbid_unknown_f
     canary_topic: str = ""
     #: How long to wait for the retained ``$SYS`` figures after subscribing.
     sys_wait_s: float = 1.0
+    #: A NATS server's monitoring endpoint (``http://nats:8222``), for NATS' MQTT listener, which
+    #: has no ``$SYS`` tree: connections, message rates, slow consumers and cluster routes come from
+    #: its ``/varz`` instead. Several comma-separated (the nodes of a cluster): the first that answers.
+    nats_monitor_url: str = ""
+    #: Nodes the NATS cluster should have (0: do not check); fewer connected routes is degraded.
+    nats_cluster_size: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -174,6 +180,9 @@ class MqttProbeConfig(ProbeSettings, frozen=True, kw_only=True, forbid_unknown_f
         if self.canary_topic and not _TOPIC_RE.match(self.canary_topic):
             raise ValueError(f"canary_topic must be a topic name without wildcards, "
                              f"got {self.canary_topic!r}")
+        for mon in filter(None, (u.strip() for u in self.nats_monitor_url.split(","))):
+            if urlsplit(mon).scheme not in ("http", "https") or not urlsplit(mon).hostname:
+                raise ValueError(f"nats_monitor_url must be http(s)://host:port, got {mon!r}")
         if not 0 < self.sys_wait_s < self.timeout_s:
             raise ValueError(f"sys_wait_s must be within 0..timeout_s, got {self.sys_wait_s!r}")
 

@@ -10,6 +10,12 @@ Figures (mosquitto 2.x, see ../shared/contracts/mosquitto-sys.md):
 ``clients/connected`` (includes this probe when the broker's last ``$SYS`` tick saw it),
 ``load/messages/{received,sent}/1min`` (messages per minute, averaged over 1 min; divided by 60),
 ``uptime`` ("N seconds"; the broker's own heartbeat: if it stops moving, the broker is stalled).
+
+NATS (its MQTT listener) has no ``$SYS`` tree. With ``nats_monitor_url`` the probe reads the server's
+monitoring endpoint instead (``/varz``, the documented JSON of nats-server's HTTP monitoring port):
+``connections``, ``in_msgs``/``out_msgs`` (totals: rates are the difference between two checks),
+``slow_consumers`` (a rise since the last check is a warning) and ``routes`` (cluster size = routes +
+1; fewer than ``nats_cluster_size`` is a warning). The canary runs as on any broker.
 """
 
 from __future__ import annotations
@@ -23,12 +29,13 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import aiomqtt
+import httpx
 
 from probes.config import MqttProbeConfig
 from probes.core import ProbeError, Reading
 from telemetry_bus.config import MqttConfig
 
-__all__ = ["MqttProbe", "UptimeWatch", "mqtt_reading", "parse_sys"]
+__all__ = ["MqttProbe", "NatsSample", "UptimeWatch", "mqtt_reading", "nats_metrics", "parse_sys"]
 
 SYS_FILTER: Final = "$SYS/broker/#"
 _S: Final = "$SYS/broker/"
@@ -100,22 +107,99 @@ class MqttRaw:
     uptime_stuck_s: float | None = None
     stuck_limit_s: float = 30.0
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: NATS: this check's and the previous check's ``/varz`` (no ``$SYS`` there)
+    nats: NatsSample | None = None
+    nats_prev: NatsSample | None = None
+    nats_cluster_size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NatsSample:
+    """The figures of one ``/varz`` answer, and when (monotonic seconds) it was read."""
+
+    at: float
+    server_name: str
+    version: str
+    connections: int
+    in_msgs: int
+    out_msgs: int
+    slow_consumers: int
+    routes: int
+
+    @classmethod
+    def from_varz(cls, varz: Mapping[str, Any], at: float) -> NatsSample:
+        def count(key: str) -> int:
+            value = varz.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ProbeError(f"NATS /varz: {key!r} is not a count ({value!r})")
+            return value
+        return cls(at=at, server_name=str(varz.get("server_name") or ""),
+                   version=str(varz.get("version") or ""), connections=count("connections"),
+                   in_msgs=count("in_msgs"), out_msgs=count("out_msgs"),
+                   slow_consumers=count("slow_consumers"), routes=count("routes"))
+
+
+def nats_metrics(now: NatsSample, prev: NatsSample | None) -> tuple[dict[str, float | int | None], list[str]]:
+    """Pure: two ``/varz`` samples -> the probe's metrics and warnings (rates need both)."""
+    dt = now.at - prev.at if prev is not None else 0.0
+    # A server restart resets its totals: no rate from that pair.
+    fresh = prev is not None and dt > 0 and prev.server_name == now.server_name \
+        and now.in_msgs >= prev.in_msgs and now.out_msgs >= prev.out_msgs
+    metrics: dict[str, float | int | None] = {
+        "connected_clients": now.connections,
+        "messages_received_per_s": round((now.in_msgs - prev.in_msgs) / dt, 4) if fresh and prev else None,
+        "messages_sent_per_s": round((now.out_msgs - prev.out_msgs) / dt, 4) if fresh and prev else None,
+        "slow_consumers": now.slow_consumers,
+        "cluster_size": now.routes + 1,
+    }
+    warnings: list[str] = []
+    if fresh and prev is not None and now.slow_consumers > prev.slow_consumers:
+        warnings.append(f"NATS {now.server_name}: {now.slow_consumers - prev.slow_consumers} new slow "
+                        f"consumer(s) since the last check")
+    return metrics, warnings
 
 
 def mqtt_reading(raw: MqttRaw) -> Reading:
     """Pure: raw answers -> metrics and warnings."""
-    metrics = parse_sys(raw.sys)
-    metrics["canary_rtt_ms"] = round(raw.canary_rtt_ms, 3)
     warnings: list[str] = []
-    if not raw.sys:
-        warnings.append("no $SYS figures (sys_interval 0, or no read access to $SYS/#)")
-    if raw.uptime_stuck_s is not None and raw.uptime_stuck_s > raw.stuck_limit_s:
-        warnings.append(f"broker uptime stuck at {metrics['uptime_s']} s for {raw.uptime_stuck_s:.0f} s "
-                        f"($SYS not updating: broker stalled?)")
     details: dict[str, Any] = dict(raw.extra)
-    if "version" in raw.sys:
-        details["version"] = raw.sys["version"]
+    if raw.nats is not None:
+        metrics, warnings = nats_metrics(raw.nats, raw.nats_prev)
+        want = raw.nats_cluster_size
+        if want and raw.nats.routes + 1 < want:
+            warnings.append(f"NATS cluster has {raw.nats.routes + 1} of {want} nodes "
+                            f"(seen from {raw.nats.server_name or 'the monitored server'})")
+        details.update(broker="nats", server_name=raw.nats.server_name, version=raw.nats.version)
+    else:
+        metrics = parse_sys(raw.sys)
+        if not raw.sys:
+            warnings.append("no $SYS figures (sys_interval 0, or no read access to $SYS/#)")
+        if raw.uptime_stuck_s is not None and raw.uptime_stuck_s > raw.stuck_limit_s:
+            warnings.append(f"broker uptime stuck at {metrics['uptime_s']} s for {raw.uptime_stuck_s:.0f} s "
+                            f"($SYS not updating: broker stalled?)")
+        if "version" in raw.sys:
+            details["version"] = raw.sys["version"]
+    metrics["canary_rtt_ms"] = round(raw.canary_rtt_ms, 3)
     return Reading(latency_ms=raw.connect_ms, metrics=metrics, details=details, warnings=tuple(warnings))
+
+
+async def read_varz(urls: list[str], timeout_s: float, at: float) -> NatsSample:
+    """The first answering server's ``/varz``; a clear ProbeError when none answers."""
+    errors: list[str] = []
+    async with httpx.AsyncClient(timeout=timeout_s) as http:
+        for url in urls:
+            try:
+                resp = await http.get(url.rstrip("/") + "/varz")
+                resp.raise_for_status()
+                body = resp.json()
+            except (httpx.HTTPError, ValueError) as exc:
+                errors.append(f"{url}: {exc or type(exc).__name__}")
+                continue
+            if not isinstance(body, dict):
+                errors.append(f"{url}: /varz is not a JSON object")
+                continue
+            return NatsSample.from_varz(body, at)
+    raise ProbeError("NATS monitoring endpoint unreachable: " + "; ".join(errors))
 
 
 def _force_close(client: aiomqtt.Client) -> None:
@@ -134,6 +218,8 @@ class MqttProbe:
                               keepalive_s=bus.keepalive_s) if settings.url else bus
         self.uptime = UptimeWatch()
         self._n = 0
+        self._nats_urls = [u.strip() for u in settings.nats_monitor_url.split(",") if u.strip()]
+        self._nats_prev: NatsSample | None = None
 
     async def check(self) -> Reading:
         cfg = self.settings
@@ -160,7 +246,8 @@ class MqttProbe:
         sys: dict[str, str] = {}
         try:
             try:
-                await client.subscribe([(SYS_FILTER, 0), (canary, 1)])
+                nats = bool(self._nats_urls)  # NATS has no $SYS: only the canary
+                await client.subscribe([(canary, 1)] if nats else [(SYS_FILTER, 0), (canary, 1)])
                 t_pub = time.perf_counter()
                 await client.publish(canary, nonce, qos=1)
                 rtt_ms: float | None = None
@@ -168,7 +255,7 @@ class MqttProbe:
                 canary_deadline = loop.time() + max(cfg.sys_wait_s, cfg.timeout_s * 0.8 - connect_ms / 1000)
                 messages = client.messages.__aiter__()
                 while True:
-                    have_sys = all(t in sys for t in _WANTED)
+                    have_sys = nats or all(t in sys for t in _WANTED)
                     if rtt_ms is not None and (have_sys or loop.time() >= sys_deadline):
                         break
                     deadline = canary_deadline if rtt_ms is None else sys_deadline
@@ -199,12 +286,18 @@ class MqttProbe:
                 await client.__aexit__(None, None, None)
         if rtt_ms is None:  # pragma: no cover - raised above
             raise ProbeError("canary lost")
+        sample: NatsSample | None = None
+        prev = self._nats_prev
+        if self._nats_urls:
+            sample = await read_varz(self._nats_urls, max(0.5, cfg.timeout_s / 2), loop.time())
+            self._nats_prev = sample
         uptime = parse_sys(sys)["uptime_s"]
         stuck = self.uptime.update(None if uptime is None else float(uptime), loop.time())
         return mqtt_reading(MqttRaw(
             connect_ms=connect_ms, sys=sys, canary_rtt_ms=rtt_ms, uptime_stuck_s=stuck,
             stuck_limit_s=max(30.0, 3 * cfg.period_s),
-            extra={"restarts_seen": self.uptime.restarts, "canary_topic": canary}))
+            extra={"restarts_seen": self.uptime.restarts, "canary_topic": canary},
+            nats=sample, nats_prev=prev, nats_cluster_size=cfg.nats_cluster_size))
 
 
 def _mqtt_error(exc: aiomqtt.MqttError, where: str) -> ProbeError:

@@ -27,33 +27,55 @@ class MqttEndpoint(msgspec.Struct, frozen=True):
 
 
 class MqttConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    #: ``mqtt://user:pass@host:1883`` or ``mqtts://...`` (TLS).
+    #: ``mqtt://user:pass@host:1883`` or ``mqtts://...`` (TLS). Several brokers (the nodes of a
+    #: cluster) comma-separated: every part connects to the first that answers and moves on to the
+    #: next when it loses it. A node given without a scheme (``host:port``) takes the first URL's
+    #: scheme and credentials: ``mqtt://u:p@n1:1883,n2:1883,n3:1883``.
     url: str = "mqtt://127.0.0.1:1883"
     #: Topic root; ``$ops`` by default. HiveMQ refuses ``$`` topics from clients: use e.g. ``ops`` there.
     topic_root: Annotated[str, msgspec.Meta(pattern=r"^\$?[A-Za-z0-9_.-]{1,32}$")] = "$ops"
     keepalive_s: Annotated[int, msgspec.Meta(ge=2, le=3600)] = 5
 
     def __post_init__(self) -> None:
-        self.endpoint()  # raises ValueError with the reason
+        self.endpoints()  # raises ValueError with the reason
 
     def endpoint(self) -> MqttEndpoint:
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-            raise ValueError(f"url must start with mqtt:// or mqtts://, got {self.url!r}")
-        if not parts.hostname:
-            raise ValueError(f"url has no host, got {self.url!r}")
-        tls = parts.scheme in ("mqtts", "ssl")
-        try:
-            port = parts.port or (8883 if tls else 1883)
-        except ValueError as exc:
-            raise ValueError(f"url has a bad port, got {self.url!r}") from exc
-        return MqttEndpoint(
-            host=parts.hostname,
-            port=port,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            tls=tls,
-        )
+        """The first broker (the one to try first)."""
+        return self.endpoints()[0]
+
+    def endpoints(self) -> list[MqttEndpoint]:
+        """Every broker of ``url``, in order."""
+        items = [u.strip() for u in self.url.split(",")]
+        if not items or any(not u for u in items):
+            raise ValueError(f"url lists an empty broker, got {self.url!r}")
+        first = urlsplit(items[0])
+        out: list[MqttEndpoint] = []
+        userinfo = first.netloc.rpartition("@")[0]
+        inherit = f"{first.scheme}://{userinfo + '@' if userinfo else ''}"
+        for item in items:
+            url = item if "://" in item or not out else inherit + item
+            out.append(_parse_endpoint(url, self.url))
+        return out
+
+
+def _parse_endpoint(url: str, whole: str) -> MqttEndpoint:
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise ValueError(f"url must start with mqtt:// or mqtts://, got {whole!r}")
+    if not parts.hostname:
+        raise ValueError(f"url has no host, got {whole!r}")
+    tls = parts.scheme in ("mqtts", "ssl")
+    try:
+        port = parts.port or (8883 if tls else 1883)
+    except ValueError as exc:
+        raise ValueError(f"url has a bad port, got {whole!r}") from exc
+    return MqttEndpoint(
+        host=parts.hostname,
+        port=port,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        tls=tls,
+    )
 
 
 class ReporterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
