@@ -6,6 +6,11 @@
 
 No sockets and no clock of its own: every method takes ``now`` (the aggregator's arrival clock).
 
+The parts: ``state.py`` holds what is folded (instances, services, probes and their windows),
+``health_rules.py`` the pure health rules, ``view.py`` the view builder (its sections; new sections
+plug in there: ``fold.view.add(...)``). This module feeds the state, quarantines bad input, applies the
+rules through each subject's hysteresis and, every tick, builds the view, its patch and the series.
+
 Rules kept here (design.md sections 2 and 3):
 
 - ``(service, instance, boot, seq)`` makes a metrics message idempotent: a duplicate is counted in
@@ -28,7 +33,6 @@ import math
 import re
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import msgspec
@@ -50,22 +54,28 @@ from telemetry_bus.contract import (
     decode_status,
     parse_topic,
 )
-from telemetry_bus.health import Hysteresis, State, worst
-from telemetry_bus.histogram import ExpHistogram
+from telemetry_bus.health import State
+from telemetry_bus.health_rules import instance_health, probe_state, service_state
+from telemetry_bus.state import (
+    CAPACITY_PROBES,
+    ERROR_CATEGORIES,
+    RATE_LAG_S,
+    FoldState,
+    Instance,
+    Probe,
+    Service,
+    iso,
+    rnd,
+)
+from telemetry_bus.view import ViewBuilder
 from telemetry_bus.view_diff import canonical, diff
 from telemetry_bus.windows import HistRing, Ring
 
 __all__ = ["ERROR_CATEGORIES", "Fold", "TickOutput"]
 
-#: Seconds a counter's second-bucket waits for late parts before rates read it (see ``_rate``).
-RATE_LAG_S: Final = 2
-FEED_LEN: Final = 50
 TOPIC_CACHE: Final = 16384  # ~4 MiB; a real platform has a few thousand ops topics
-HOUR: Final = 3600
 #: Quarantine entries put in the feed per second at most (all are counted).
 QUARANTINE_FEED_PER_S: Final = 5
-ERROR_CATEGORIES: Final = ("ingest_failures", "delivery_failures", "auth_failures", "rate_limited",
-                           "quarantined")
 _KIND_CATEGORY: Final = {
     "parse_error": "ingest_failures", "ingest_failed": "ingest_failures", "write_failed": "ingest_failures",
     "webhook_timeout": "delivery_failures", "webhook_failed": "delivery_failures",
@@ -75,72 +85,6 @@ _KIND_CATEGORY: Final = {
     "quarantined": "quarantined",
 }
 _SEVERITY_IN_FEED: Final = frozenset({"warning", "error", "critical"})
-#: Probe targets whose results feed the capacity and aggregates sections rather than the health grid.
-CAPACITY_PROBES: Final = frozenset({"disk", "docker", "platform"})
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _r(value: float | None, digits: int = 3) -> float | None:
-    """Round for display; None stays None; non-finite becomes None (the view is finite JSON)."""
-    if value is None or not math.isfinite(value):
-        return None
-    return round(value, digits)
-
-
-@dataclass(slots=True)
-class Instance:
-    service: str
-    name: str
-    first_seen: float
-    boot: str = ""
-    version: str = ""
-    interval_s: float = 1.0
-    online: bool = False
-    offline_reason: str = ""
-    status_at: float = 0.0
-    last_seen: float | None = None  # arrival time of the last metrics message
-    last_seq: int = 0
-    last_t1: float = 0.0
-    #: metrics of the current boot folded already (the next one is judged against them)
-    synced: bool = False
-    #: this boot was watched from its start (a live status or a restart we saw), so its first
-    #: metrics message counts everything since boot and seq 1.. are expected
-    from_start: bool = False
-    last_totals: dict[str, int] = field(default_factory=dict)
-    missing_seqs: set[int] = field(default_factory=set)
-    event_seqs: deque[tuple[str, int]] = field(default_factory=lambda: deque(maxlen=256))
-    health: str = "ok"
-    detail: str = ""
-    totals: dict[str, int] = field(default_factory=dict)  # folded since first seen
-    gauges: dict[str, float] = field(default_factory=dict)
-    series: set[str] = field(default_factory=set)
-    missing_intervals: int = 0
-    received_intervals: int = 0
-    restarts: int = 0
-    skew_s: float | None = None
-    pair_rings: dict[str, Ring] = field(default_factory=dict)
-    state: Hysteresis = field(default_factory=Hysteresis)
-
-
-@dataclass(slots=True)
-class Service:
-    name: str
-    instances: dict[str, Instance] = field(default_factory=dict)
-    rings: dict[str, Ring] = field(default_factory=dict)
-    hists: dict[str, HistRing] = field(default_factory=dict)
-    state: Hysteresis = field(default_factory=Hysteresis)
-
-
-@dataclass(slots=True)
-class Probe:
-    target: str
-    result: ProbeResult
-    received_at: float
-    since: float
-    state: Hysteresis = field(default_factory=Hysteresis)
 
 
 @dataclass(slots=True)
@@ -160,33 +104,72 @@ class TickOutput:
 class Fold:
     """The pure aggregator (see the module docstring)."""
 
-    def __init__(self, config: AggregatorConfig, root: str = "$ops", now: float = 0.0) -> None:
+    def __init__(self, config: AggregatorConfig, root: str = "$ops", now: float = 0.0,
+                 view: ViewBuilder | None = None) -> None:
         self.cfg = config
         self.root = root
-        self.started_at = now
-        self.services: dict[str, Service] = {}
-        self.probes: dict[str, Probe] = {}
-        self.feed_items: deque[dict[str, Any]] = deque(maxlen=FEED_LEN)
+        self.state = FoldState.new(config, now)
+        #: the sections of the view; the wiring adds its own (``fold.view.add(...)``, see view.py)
+        self.view = view if view is not None else ViewBuilder.default()
+        # The state's containers, held directly: the feed path is hot.
+        self.services = self.state.services
+        self.probes = self.state.probes
+        self.feed_items = self.state.feed_items
         self._feed_id = 0  # ids of feed entries: stable keys for clients, and what a tick sends
         self._feed_sent = 0
-        self.category_rings = {c: Ring(HOUR + 1) for c in ERROR_CATEGORIES}
-        self.folded = 0
-        self.duplicates = 0
-        self.quarantined = 0
-        self.quarantine_reasons: dict[str, int] = {}
         self._q_feed_sec = 0
         self._q_feed_n = 0
-        self.seq = 0
         self._topics: dict[str, Topic] = {}
         pairs = config.thresholds.error_pairs
         self._pair_names = frozenset(pairs) | frozenset(pairs.values())
         self._prev_view: dict[str, Any] = {}
-        self.series_len = config.history_s
-        self.series: dict[str, deque[list[float | None]]] = {}
         self._last_point_sec: int | None = None
         self._ring_size = config.window_s + RATE_LAG_S + 2
-        for name in config.expected_services:
-            self.services[name] = Service(name)
+
+    # Counters of the state, read by the aggregator's self-report and tests.
+    @property
+    def started_at(self) -> float:
+        return self.state.started_at
+
+    @property
+    def folded(self) -> int:
+        return self.state.folded
+
+    @property
+    def duplicates(self) -> int:
+        return self.state.duplicates
+
+    @property
+    def quarantined(self) -> int:
+        return self.state.quarantined
+
+    @property
+    def quarantine_reasons(self) -> dict[str, int]:
+        return self.state.quarantine_reasons
+
+    @property
+    def seq(self) -> int:
+        return self.state.seq
+
+    @property
+    def series(self) -> dict[str, deque[list[float | None]]]:
+        return self.state.series
+
+    @property
+    def series_len(self) -> int:
+        return self.state.series_len
+
+    def preload_series(self, name: str, points: list[list[float | None]]) -> None:
+        """Put earlier ``[ts, value]`` points (oldest first; e.g. read back from history at start) in
+        front of series ``name``; keeps the newest ``series_len``. Points at or after the series'
+        first point are dropped (the live ones win). Call it before the first tick."""
+        live = self.state.series.get(name)
+        first = live[0][0] if live else None
+        older = [list(p) for p in points if first is None or (p[0] is not None and first is not None
+                                                              and p[0] < first)]
+        merged: deque[list[float | None]] = deque(older, maxlen=self.state.series_len)
+        merged.extend(live or ())
+        self.state.series[name] = merged
 
     # -- feeding ---------------------------------------------------------------------------------
 
@@ -230,11 +213,12 @@ class Fold:
         self.feed_items.appendleft(entry)
 
     def quarantine(self, topic: str, reason: str, now: float) -> None:
-        self.quarantined += 1
+        st = self.state
+        st.quarantined += 1
         key = _reason_key(reason)
-        if key in self.quarantine_reasons or len(self.quarantine_reasons) < 64:
-            self.quarantine_reasons[key] = self.quarantine_reasons.get(key, 0) + 1
-        self.category_rings["quarantined"].add(math.floor(now), 1)
+        if key in st.quarantine_reasons or len(st.quarantine_reasons) < 64:
+            st.quarantine_reasons[key] = st.quarantine_reasons.get(key, 0) + 1
+        st.category_rings["quarantined"].add(math.floor(now), 1)
         sec = math.floor(now)
         if sec != self._q_feed_sec:
             self._q_feed_sec, self._q_feed_n = sec, 0
@@ -327,7 +311,7 @@ class Fold:
                 inst.received_intervals += 1
                 self._fold_hists(self.services[service], m, now)
                 return
-            self.duplicates += 1
+            self.state.duplicates += 1
             return
         svc = self.services[service]
         if m.interval_s:
@@ -401,7 +385,7 @@ class Fold:
             skew = m.t1 - now
             inst.skew_s = skew if inst.skew_s is None else inst.skew_s + 0.2 * (skew - inst.skew_s)
         self._fold_hists(svc, m, now)
-        self.folded += 1
+        self.state.folded += 1
 
     def _fold_hists(self, svc: Service, m: Metrics, now: float) -> None:
         sec = math.floor(now)
@@ -416,14 +400,14 @@ class Fold:
         if ev.seq:
             key = (ev.boot, ev.seq)
             if key in inst.event_seqs:
-                self.duplicates += 1
+                self.state.duplicates += 1
                 return
             inst.event_seqs.append(key)
         category = _KIND_CATEGORY.get(ev.kind)
         if category is None and service == "ingest" and ev.severity in ("error", "critical"):
             category = "ingest_failures"
         if category is not None:
-            self.category_rings[category].add(math.floor(now), 1)
+            self.state.category_rings[category].add(math.floor(now), 1)
         if ev.severity in _SEVERITY_IN_FEED or category is not None:
             self._to_feed({
                 "timestamp": iso(now), "ts": now, "service": service, "instance": instance,
@@ -443,75 +427,7 @@ class Fold:
                 probe.since = received
             probe.result, probe.received_at = res, received
 
-    # -- reading ---------------------------------------------------------------------------------
-
-    def _rate(self, svc_name: str, counter: str, now: float, window: int) -> float | None:
-        """Per-second rate over ``window`` complete seconds ending RATE_LAG_S seconds ago."""
-        svc = self.services.get(svc_name)
-        if svc is None or not svc.instances:
-            return None
-        ring = svc.rings.get(counter)
-        last = math.floor(now) - RATE_LAG_S
-        # Before a full window has passed since the service appeared, average over what exists.
-        first_seen = min(i.first_seen for i in svc.instances.values())
-        covered = min(window, max(1, last + 1 - math.floor(first_seen)))
-        if ring is None:
-            return 0.0 if any(counter in i.series for i in svc.instances.values()) else None
-        return ring.sum(last - covered + 1, last) / covered
-
-    def _quantiles(self, svc_name: str, hist: str, now: float) -> tuple[ExpHistogram | None, int]:
-        svc = self.services.get(svc_name)
-        if svc is None or hist not in svc.hists:
-            return None, 0
-        sec = math.floor(now)
-        merged = svc.hists[hist].merged(sec - self.cfg.window_s + 1, sec)
-        return merged, merged.count if merged else 0
-
     # -- health ----------------------------------------------------------------------------------
-
-    def _instance_health(self, inst: Instance, now: float) -> tuple[State, str | None, bool]:
-        """(raw state, reason, immediate) of one instance by design.md section 3."""
-        interval = inst.interval_s
-        if not inst.online and inst.offline_reason:
-            why = {"lost": "lost (Last Will)", "shutdown": "shutdown"}.get(inst.offline_reason,
-                                                                           inst.offline_reason)
-            return "down", why, True
-        last = inst.last_seen
-        if last is None:
-            waited = now - (inst.status_at or inst.first_seen)
-            if waited > 3 * interval:
-                came = iso(inst.status_at or inst.first_seen)
-                return "down", f"no metrics since it came online at {came}", True
-            return "unknown", "waiting for the first metrics", True
-        age = now - last
-        if age > 3 * interval:
-            return "down", f"silent since {iso(last)}", True
-        if inst.health == "down":
-            return "down", f"reports down: {inst.detail}" if inst.detail else "reports down", False
-        if inst.health == "degraded":
-            why = f"reports degraded: {inst.detail}" if inst.detail else "reports degraded"
-            return "degraded", why, False
-        if age > 2 * interval:
-            return "degraded", f"late: no metrics since {iso(last)}", False
-        for gauge, limit in self.cfg.thresholds.gauges.items():
-            value = inst.gauges.get(gauge)
-            if value is not None and value > limit:
-                return "degraded", f"{gauge} {value:g} > {limit:g}", False
-        reason = self._error_ratio_reason(inst, now)
-        if reason:
-            return "degraded", reason, False
-        return "healthy", None, False
-
-    def _error_ratio_reason(self, inst: Instance, now: float) -> str | None:
-        last = math.floor(now) - RATE_LAG_S
-        first = last - self.cfg.window_s + 1
-        for failed, ok in self.cfg.thresholds.error_pairs.items():
-            fr, okr = inst.pair_rings.get(failed), inst.pair_rings.get(ok)
-            f = fr.sum(first, last) if fr else 0.0
-            o = okr.sum(first, last) if okr else 0.0
-            if f + o >= 10 and f / (f + o) > self.cfg.thresholds.error_ratio:
-                return f"{failed} ratio {f / (f + o):.0%} > {self.cfg.thresholds.error_ratio:.0%}"
-        return None
 
     def _note_change(self, subject: str, service: str, old: State, new: State, reason: str | None,
                      now: float) -> None:
@@ -525,76 +441,53 @@ class Fold:
         })
 
     def _evaluate(self, now: float, full: bool = True) -> None:
-        """Apply the health rules. ``full=False`` (an early tick between regular ones) applies only
-        the immediate transitions (Last Will, silence, first sight): hysteresis counts regular
-        evaluations, so a flapping subject needs the same *time* to flip however often we tick."""
-        hyst = self.cfg.hysteresis
+        """Apply the health rules (health_rules.py) through each subject's hysteresis. ``full=False``
+        (an early tick between regular ones) applies only the immediate transitions (Last Will,
+        silence, first sight): hysteresis counts regular evaluations, so a flapping subject needs the
+        same *time* to flip however often we tick."""
+        cfg = self.cfg
+        hyst = cfg.hysteresis
         for svc in self.services.values():
             forget = [n for n, i in svc.instances.items() if not i.online and i.offline_reason
-                      and now - i.status_at > self.cfg.forget_after_s]
+                      and now - i.status_at > cfg.forget_after_s]
             for name in forget:
                 del svc.instances[name]
             for inst in svc.instances.values():
-                raw, reason, immediate = self._instance_health(inst, now)
+                raw, reason, immediate = instance_health(inst, now, cfg)
                 if not (full or immediate or inst.state.state == "unknown"):
                     continue
                 old = inst.state.state
                 if inst.state.update(raw, reason, now, hyst, immediate):
                     self._note_change(inst.name, svc.name, old, inst.state.state, inst.state.reason, now)
-            state, reason = self._service_state(svc)
+            state, reason = service_state(svc)
             old = svc.state.state
             # Instance states already passed their hysteresis: the service follows them at once.
             if svc.state.update(state, reason, now, 1, True):
                 self._note_change(svc.name, svc.name, old, svc.state.state, reason, now)
         for probe in self.probes.values():
-            state, reason = self._probe_state(probe, now)
+            state, reason = probe_state(probe, now)
             old = probe.state.state
             if probe.state.update(state, reason, now, 1, True) and probe.target not in CAPACITY_PROBES:
                 self._note_change(probe.target, probe.target, old, state, reason, now)
 
-    def _service_state(self, svc: Service) -> tuple[State, str | None]:
-        insts = list(svc.instances.values())
-        if not insts:
-            return "unknown", "no instance seen"
-        # An instance stopped cleanly left on purpose: it does not degrade its service while others run.
-        counted = [i for i in insts if not (i.state.state == "down" and i.offline_reason == "shutdown")]
-        if not counted:
-            return "down", "all instances stopped"
-        states = [i.state.state for i in counted]
-        if all(s == "healthy" for s in states):
-            return "healthy", None
-        if all(s == "unknown" for s in states):
-            return "unknown", "waiting for the first metrics"
-        if not any(s in ("healthy", "degraded") for s in states) and any(s == "down" for s in states):
-            bad = [i for i in counted if i.state.state == "down"]
-            return "down", "; ".join(f"{i.name}: {i.state.reason}" for i in bad[:3])
-        bad = [i for i in counted if i.state.state != "healthy"]
-        return "degraded", "; ".join(f"{i.name}: {i.state.state}"
-                                     + (f" ({i.state.reason})" if i.state.reason else "") for i in bad[:3])
-
-    def _probe_state(self, probe: Probe, now: float) -> tuple[State, str | None]:
-        res = probe.result
-        age = now - probe.received_at
-        if age > 3 * res.period_s:
-            return "unknown", f"stale: last result at {iso(probe.received_at)} (period {res.period_s:g} s)"
-        return res.status, res.error or None
-
     # -- the view --------------------------------------------------------------------------------
 
     def tick(self, now: float, full: bool = True) -> TickOutput:
-        """Evaluate health, build the view and its patch from the previous tick.
+        """Evaluate health, build the view (view.py) and its patch from the previous tick.
 
         ``full=False``: an early tick, published soon after news arrived (see service.py); health
         hysteresis advances only on full ticks."""
         self._evaluate(now, full)
-        self.seq += 1
-        view = self._build(now)
+        self.state.seq += 1
+        seq = self.state.seq
+        view = self.view.build(self.state, self.cfg, now, full)
         # One series point per whole second, however short the tick.
         sec = math.floor(now)
         append = self._series_points(view, now) if sec != self._last_point_sec else {}
         self._last_point_sec = sec
+        series = self.state.series
         for name, point in append.items():
-            points = self.series.setdefault(name, deque(maxlen=self.series_len))
+            points = series.setdefault(name, deque(maxlen=self.state.series_len))
             points.append(point)
         body = canonical(view)
         # The feed list is not diffed (a merge patch would resend it whole for each new entry):
@@ -606,8 +499,8 @@ class Fold:
         new_errors = [e for e in self.feed_items if e["id"] > self._feed_sent]
         self._feed_sent = self._feed_id
         whole = dict(body)
-        whole["series"] = {k: list(v) for k, v in self.series.items()}
-        return TickOutput(seq=self.seq, ts=now, view=whole, patch=patch, append=append, base=self.seq - 1,
+        whole["series"] = {k: list(v) for k, v in series.items()}
+        return TickOutput(seq=seq, ts=now, view=whole, patch=patch, append=append, base=seq - 1,
                           errors=new_errors)
 
     def _series_points(self, view: dict[str, Any], now: float) -> dict[str, list[float | None]]:
@@ -617,233 +510,11 @@ class Fold:
         for key, spec in (("ingest_rate", self.cfg.ingest_rate), ("alert_rate", self.cfg.alert_rate),
                           ("delivery_rate", self.cfg.delivery_rate)):
             svc, counter = spec.split(".")
-            out[key] = [ts, _r(self._rate_1s(svc, counter, sec))]
+            out[key] = [ts, rnd(self.state.rate_1s(svc, counter, sec))]
         lat = view["metrics"]["latency"]
         for q in ("p50", "p95", "p99"):
             out[f"write_{q}"] = [float(math.floor(now)), lat.get(f"influx_write_{q}_ms")]
         return out
-
-    def _rate_1s(self, svc_name: str, counter: str, sec: int) -> float | None:
-        svc = self.services.get(svc_name)
-        if svc is None or not svc.instances:
-            return None
-        ring = svc.rings.get(counter)
-        return ring.get(sec) if ring else 0.0
-
-    def _build(self, now: float) -> dict[str, Any]:
-        cfg = self.cfg
-        received = sum(i.received_intervals for s in self.services.values() for i in s.instances.values())
-        missing = sum(i.missing_intervals for s in self.services.values() for i in s.instances.values())
-        meta = {
-            "seq": self.seq, "generated_at": _r(now), "aggregator": cfg.id, "tick_s": cfg.tick_s,
-            "window_s": cfg.window_s, "series_len": self.series_len, "errors_len": FEED_LEN,
-            "started_at": _r(self.started_at),
-            "completeness": {"ratio": _r(received / (received + missing), 6) if received + missing else None,
-                             "received_intervals": received, "missing_intervals": missing},
-            "folded": self.folded, "duplicates": self.duplicates, "quarantined": self.quarantined,
-            "quarantine_reasons": dict(self.quarantine_reasons),
-        }
-        metrics = self._metrics_section(now)
-        return {
-            "meta": meta,
-            "health": self._health_section(now, metrics),
-            "metrics": metrics,
-            "capacity": self._capacity_section(now),
-            "aggregates": self._aggregates_section(now),
-            "errors": self._errors_section(now),
-            "services": self._services_section(),
-            "probes": self._probes_section(now),
-        }
-
-    def _metrics_section(self, now: float) -> dict[str, Any]:
-        cfg = self.cfg
-        w = cfg.window_s
-
-        def rate(spec: str) -> float | None:
-            svc, counter = spec.split(".")
-            return _r(self._rate(svc, counter, now, w))
-
-        hsvc, hname = cfg.write_latency.split(".")
-        merged, samples = self._quantiles(hsvc, hname, now)
-        latency: dict[str, Any] = {
-            "influx_write_p50_ms": _r(merged.quantile(0.5)) if merged else None,
-            "influx_write_p95_ms": _r(merged.quantile(0.95)) if merged else None,
-            "influx_write_p99_ms": _r(merged.quantile(0.99)) if merged else None,
-            "relative_error": _r(merged.relative_error, 6) if merged else None,
-            "samples": samples,
-        }
-        per_service: dict[str, dict[str, float | None]] = {}
-        for svc in self.services.values():
-            if svc.instances:
-                per_service[svc.name] = {c: _r(self._rate(svc.name, c, now, w)) for c in sorted(svc.rings)}
-        return {
-            "throughput": {
-                "ingest_rate_per_sec": rate(cfg.ingest_rate),
-                "alert_rate_per_sec": rate(cfg.alert_rate),
-                "delivery_rate_per_sec": rate(cfg.delivery_rate),
-                "write_rate_per_sec": rate(cfg.write_rate),
-                "rules_rate_per_sec": rate(cfg.rules_rate),
-                "routed_rate_per_sec": rate(cfg.routed_rate),
-                "delivery_failed_rate_per_sec": rate(cfg.delivery_failed_rate),
-            },
-            "latency": latency,
-            "period": f"last_{w}_seconds",
-            "window_s": w,
-            "rates": per_service,
-        }
-
-    def _gauge_sum(self, svc: Service, gauge: str) -> float | None:
-        values = [i.gauges[gauge] for i in svc.instances.values()
-                  if gauge in i.gauges and i.state.state in ("healthy", "degraded")]
-        return _r(math.fsum(values)) if values else None
-
-    def _health_section(self, now: float, metrics: dict[str, Any]) -> dict[str, Any]:
-        comps: dict[str, dict[str, Any]] = {}
-        for target in self.cfg.expected_probes:
-            comps[target] = self._probe_component(target, now)
-        for target in self.probes:
-            if target not in comps and target not in CAPACITY_PROBES:
-                comps[target] = self._probe_component(target, now)
-        tp = metrics["throughput"]
-        extra_fig = {"ingest": {"messages_per_sec": tp["ingest_rate_per_sec"]},
-                     "evaluator": {"rules_per_sec": tp["rules_rate_per_sec"]},
-                     "dispatcher": {"alerts_per_sec": tp["routed_rate_per_sec"]},
-                     "delivery": {"webhooks_per_sec": tp["delivery_rate_per_sec"]}}
-        for svc in self.services.values():
-            insts = list(svc.instances.values())
-            comp: dict[str, Any] = {
-                "kind": "service", "status": svc.state.state, "reason": svc.state.reason,
-                "since": _r(svc.state.since),
-                "instances_healthy": sum(i.state.state == "healthy" for i in insts),
-                "instances_total": len(insts),
-            }
-            for gauge in self.cfg.thresholds.gauges:
-                if any(gauge in i.gauges for i in insts):
-                    comp[gauge] = self._gauge_sum(svc, gauge)
-            comp.update(extra_fig.get(svc.name, {}))
-            comps[svc.name] = comp
-        overall = worst([c["status"] for c in comps.values()])
-        return {"status": overall, "components": comps, "checked_at": iso(now)}
-
-    def _probe_component(self, target: str, now: float) -> dict[str, Any]:
-        probe = self.probes.get(target)
-        if probe is None:
-            return {"kind": "probe", "status": "unknown", "reason": "no result yet", "latency_ms": None}
-        res, m = probe.result, probe.result.metrics
-        comp: dict[str, Any] = {
-            "kind": "probe", "status": probe.state.state, "reason": probe.state.reason,
-            "latency_ms": _r(res.latency_ms), "since": _r(probe.since), "ts": _r(probe.received_at),
-        }
-        match target:
-            case "postgres":
-                comp.update(connections=m.get("connections_used"), max_connections=m.get("connections_max"),
-                            db_size_mb=_r(_div(m.get("db_size_bytes"), 2**20), 1))
-            case "influxdb":
-                comp.update(file_count=m.get("file_count"), file_limit=m.get("file_limit"))
-            case "mqtt":
-                comp.update(connected_clients=m.get("connected_clients"),
-                            canary_rtt_ms=m.get("canary_rtt_ms"))
-            case "keycloak":
-                comp.update(active_sessions=m.get("active_sessions"))
-        return comp
-
-    def _probe_fresh(self, target: str) -> tuple[dict[str, float | None], dict[str, Any], dict[str, Any]]:
-        """(metrics, details, status fields) of a probe target; empty when unknown."""
-        probe = self.probes.get(target)
-        if probe is None:
-            return {}, {}, {"status": "unknown", "reason": "no result yet"}
-        fields = {"status": probe.state.state, "reason": probe.state.reason, "ts": _r(probe.received_at)}
-        if probe.state.state == "unknown":
-            return {}, {}, fields
-        return dict(probe.result.metrics), dict(probe.result.details), fields
-
-    def _capacity_section(self, now: float) -> dict[str, Any]:
-        gb = 2**30
-        dm, _dd, dfields = self._probe_fresh("disk")
-        pm, pd, pfields = self._probe_fresh("postgres")
-        im, _id, ifields = self._probe_fresh("influxdb")
-        km, kd, kfields = self._probe_fresh("docker")
-        docker_probe = self.probes.get("docker")
-        containers = kd.get("containers") if isinstance(kd.get("containers"), list) else None
-        return {
-            "disk": {
-                "postgres_data_gb": _r(_div(dm.get("postgres_data_bytes"), gb)),
-                "influxdb_data_gb": _r(_div(dm.get("influxdb_data_bytes"), gb)),
-                "total_volume_gb": _r(_div(dm.get("total_volume_bytes"), gb)),
-                "used_volume_gb": _r(_div(dm.get("used_volume_bytes"), gb)),
-                "used_pct": _r(dm.get("used_pct"), 1), **dfields,
-            },
-            "postgres": {
-                "db_size_mb": _r(_div(pm.get("db_size_bytes"), 2**20), 1),
-                "connections_used": pm.get("connections_used"),
-                "connections_max": pm.get("connections_max"),
-                "largest_tables": pd.get("largest_tables"), **pfields,
-            },
-            "influxdb": {
-                "file_count": im.get("file_count"), "file_limit": im.get("file_limit"),
-                "data_gb": _r(_div(im.get("data_bytes"), gb)), **ifields,
-            },
-            "memory": {
-                "available": containers is not None,
-                "reason": (docker_probe.result.error if docker_probe else "no docker probe result yet")
-                if containers is None else None,
-                "containers": containers, "running": km.get("containers_running"),
-                "total": km.get("containers_total"), **kfields,
-            },
-        }
-
-    def _aggregates_section(self, now: float) -> dict[str, Any]:
-        m, _d, fields = self._probe_fresh("platform")
-        g = m.get
-        return {
-            "tenants": {"active": g("tenants_active"), "suspended": g("tenants_suspended"),
-                        "deleted": g("tenants_deleted"), "total": g("tenants_total")},
-            "devices": {"registered": g("devices_registered"), "online": g("devices_online"),
-                        "stale": g("devices_stale")},
-            "alerts": {"open": g("alerts_open"), "closed_today": g("alerts_closed_today"),
-                       "triggered_today": g("alerts_triggered_today")},
-            "integrations": {"total": g("integrations_total"), "active": g("integrations_active"),
-                             "webhook": g("integrations_webhook"), "email": g("integrations_email"),
-                             "sms": g("integrations_sms")},
-            **fields,
-        }
-
-    def _errors_section(self, now: float) -> dict[str, Any]:
-        sec = math.floor(now)
-        counts = {f"{c}_1h": round(r.sum(sec - HOUR + 1, sec)) for c, r in self.category_rings.items()}
-        return {"errors": list(self.feed_items), "counts": counts}
-
-    def _services_section(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        expected = set(self.cfg.expected_services)
-        for svc in self.services.values():
-            out[svc.name] = {
-                "status": svc.state.state, "reason": svc.state.reason, "expected": svc.name in expected,
-                "instances": {
-                    i.name: {
-                        "status": i.state.state, "reason": i.state.reason, "since": _r(i.state.since),
-                        "boot": i.boot or None, "version": i.version or None, "interval_s": i.interval_s,
-                        "last_seen": _r(i.last_seen), "seq": i.last_seq, "restarts": i.restarts,
-                        "missing_intervals": i.missing_intervals, "received_intervals": i.received_intervals,
-                        "skew_s": _r(i.skew_s, 1), "totals": dict(i.totals), "gauges": dict(i.gauges),
-                        "health": i.health, "detail": i.detail or None,
-                    } for i in svc.instances.values()
-                },
-            }
-        return out
-
-    def _probes_section(self, now: float) -> dict[str, Any]:
-        return {
-            t: {"status": p.state.state, "reported_status": p.result.status, "reason": p.state.reason,
-                "ts": _r(p.received_at), "probe_ts": _r(p.result.ts), "latency_ms": _r(p.result.latency_ms),
-                "metrics": dict(p.result.metrics), "details": dict(p.result.details),
-                "error": p.result.error, "period_s": p.result.period_s}
-            for t, p in self.probes.items()
-        }
-
-
-def _div(value: float | None, by: float) -> float | None:
-    return None if value is None else value / by
 
 
 class _Refused(Exception):
