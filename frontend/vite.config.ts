@@ -4,7 +4,7 @@ import { defineConfig } from "vite";
 // Preact through the automatic JSX runtime (no Babel preset needed): Vite 8's Oxc transform reads
 // the JSX options below; tsconfig.json says the same for the type checker.
 export default defineConfig({
-  base: "./",
+  base: "/",
   oxc: { jsx: { runtime: "automatic", importSource: "preact" } },
   build: {
     outDir: "dist",

@@ -33,11 +33,43 @@ export class LiveClient {
   private readonly now: () => number;
   private readonly random: () => number;
   private readonly WS: typeof WebSocket;
+  private sections: string[] | undefined;
 
   constructor(private readonly opts: LiveOptions) {
     this.now = opts.now ?? Date.now;
     this.random = opts.random ?? Math.random;
     this.WS = opts.WebSocketImpl ?? WebSocket;
+    this.sections = opts.sections;
+  }
+
+  /**
+   * Ask for other view sections (undefined: the default stream). On an open socket this is a new
+   * hello on the same connection (the gateway re-registers the client and sends a snapshot), so a
+   * page change never reconnects; otherwise it applies from the next connect.
+   */
+  setSections(sections: string[] | undefined): void {
+    const key = (s: string[] | undefined) => (s ? [...s].sort().join(",") : "");
+    if (key(sections) === key(this.sections)) return;
+    this.sections = sections ? [...sections] : undefined;
+    const ws = this.ws;
+    if (!ws || ws.readyState !== 1 || this.stopped) return;
+    void (async () => {
+      let token: string | null = null;
+      try {
+        token = await this.opts.getToken();
+      } catch {
+        token = null;
+      }
+      if (this.ws !== ws || ws.readyState !== 1) return;
+      ws.send(JSON.stringify(this.hello(token)));
+    })();
+  }
+
+  private hello(token: string | null): Record<string, unknown> {
+    const hello: Record<string, unknown> = { type: "hello" };
+    if (token) hello.token = token;
+    if (this.sections) hello.sections = this.sections;
+    return hello;
   }
 
   getState(): LiveState {
@@ -111,10 +143,7 @@ export class LiveClient {
     this.ws = ws;
     ws.onopen = () => {
       if (this.ws !== ws) return;
-      const hello: Record<string, unknown> = { type: "hello" };
-      if (token) hello.token = token;
-      if (this.opts.sections) hello.sections = this.opts.sections;
-      ws.send(JSON.stringify(hello));
+      ws.send(JSON.stringify(this.hello(token)));
       this.dispatch({ type: "open", now: this.now() });
     };
     ws.onmessage = (ev: MessageEvent) => {

@@ -30,10 +30,12 @@ export function connectionText(live: LiveState, now: number): { icon: string; te
   }
 }
 
-export function Header({ live, now, wall, controls }: {
+export function Header({ live, now, wall, title, controls }: {
   live: LiveState;
   now: number;
   wall: boolean;
+  /** The page's title: the document's one <h1>. */
+  title: string;
   controls: preact.ComponentChildren;
 }) {
   const view = live.view;
@@ -46,7 +48,7 @@ export function Header({ live, now, wall, controls }: {
     <header class={`top${stale ? " top-stale" : ""}`} data-testid="header">
       <div class="brand">
         <span class="logo" aria-hidden="true">◆</span>
-        <span class="brand-name">System status</span>
+        <h1 class="brand-name" data-testid="page-title">{title}</h1>
       </div>
       <div class="overall" data-testid="overall" data-status={overall}>
         <StatusBadge status={overall} big />

@@ -1,0 +1,149 @@
+/**
+ * The app shell: one live connection for every page, the status line (header), navigation, login,
+ * and the page of the current route. Pages come from routes.ts.
+ */
+import { useEffect, useMemo, useState } from "preact/hooks";
+import { getStoredToken, getToken, initOidc, logout, oidcConfigured, oidcLogin, setStoredToken } from "../api/auth";
+import { LiveClient, liveUrl } from "../api/live";
+import { fetchAuthInfo } from "../api/system";
+import type { AuthInfo } from "../api/types";
+import { Header } from "../features/operator/components/Header";
+import { LoginForm } from "../features/operator/components/LoginForm";
+import { STATUS_ICON } from "../features/operator/components/StatusBadge";
+import { useLiveState, useNow } from "../features/operator/hooks";
+import { normStatus } from "../state/live/selectors";
+import { LiveContext } from "./live";
+import { Nav } from "./Nav";
+import { interceptLinks, matchPath, ParamsContext, type Params, useLocation } from "./router";
+import { type RouteDef, routes } from "./routes";
+
+export function resolve(path: string, table: RouteDef[] = routes): { route: RouteDef; params: Params } | null {
+  for (const route of table) {
+    const params = matchPath(route.path, path);
+    if (params) return { route, params };
+  }
+  return null;
+}
+
+function NotFound({ path }: { path: string }) {
+  return (
+    <section class="page-placeholder" aria-labelledby="nf-title" data-testid="not-found">
+      <h2 id="nf-title">No such page</h2>
+      <p>Nothing lives at <code>{path}</code>. The <a href="/">dashboard</a> has the live status.</p>
+    </section>
+  );
+}
+
+export function App() {
+  const loc = useLocation();
+  const wall = loc.query.get("wall") === "1";
+  const client = useMemo(() => new LiveClient({ url: liveUrl(), getToken }), []);
+  const live = useLiveState(client);
+  const now = useNow(1000);
+  const [auth, setAuth] = useState<AuthInfo | null>(null);
+  const [loginOpen, setLoginOpen] = useState(false);
+  const [loggedIn, setLoggedIn] = useState(getStoredToken() !== null);
+
+  const hit = resolve(loc.path);
+  const params = hit?.params ?? {};
+  const title = hit ? (typeof hit.route.title === "function" ? hit.route.title(params) : hit.route.title) : "Not found";
+  const sec = hit?.route.sections;
+  const sections = typeof sec === "function" ? sec(params) : sec;
+  // Before start(): the first hello already asks for the page's sections.
+  client.setSections(sections);
+
+  useEffect(() => interceptLinks((path) => resolve(path) !== null), []);
+
+  useEffect(() => {
+    let cancelled = false;
+    void (async () => {
+      const info = await fetchAuthInfo();
+      await initOidc(info, () => client.reconnectNow()).catch(() => undefined);
+      if (cancelled) return;
+      setAuth(info);
+      setLoggedIn((await getToken()) !== null);
+      client.start();
+    })();
+    return () => {
+      cancelled = true;
+      client.stop();
+    };
+  }, [client]);
+
+  const view = live.view;
+  const overall = view ? normStatus(view.health?.status) : "unknown";
+  useEffect(() => {
+    document.title = `${STATUS_ICON[overall]} ${overall} · ${title} · opsdash`;
+  }, [overall, title]);
+  useEffect(() => {
+    document.documentElement.classList.toggle("wall", wall);
+  }, [wall]);
+
+  const needLogin = live.phase === "unauthorized";
+  const showLogin = needLogin || loginOpen;
+  const wallHref = `${loc.path}?${new URLSearchParams([...loc.query, ["wall", "1"]]).toString()}`;
+  const controls = (
+    <>
+      <a class="btn" href={wallHref} title="Full-screen, large type, for a wall display">Wall mode</a>
+      {loggedIn ? (
+        <button
+          class="btn"
+          type="button"
+          onClick={() => void logout().then(() => { setLoggedIn(false); client.reconnectNow(); })}
+        >
+          Log out
+        </button>
+      ) : (
+        auth?.mode !== "none" && (
+          <button class="btn" type="button" onClick={() => setLoginOpen(true)}>Log in</button>
+        )
+      )}
+    </>
+  );
+  const Page = hit?.route.component;
+
+  return (
+    <LiveContext.Provider value={{ live, now, client, wall }}>
+      <div
+        class={`app${wall ? " wall" : ""}`}
+        data-testid="app"
+        data-phase={live.phase}
+        data-seq={live.seq ?? ""}
+        data-route={hit?.route.path ?? ""}
+      >
+        <a class="skip" href="#main">Skip to content</a>
+        <Header live={live} now={now} wall={wall} title={title} controls={controls} />
+        {!wall && <Nav path={loc.path} />}
+        {live.phase === "forbidden" && (
+          <div class="banner bad" role="alert">⛔ This identity may not see the operator view (role “operator” required).</div>
+        )}
+        {view === null && live.phase !== "unauthorized" && live.phase !== "forbidden" && (
+          <div class="banner" role="status" data-testid="waiting">
+            ◌ Waiting for the first view from the gateway… every figure stays “unknown” until it arrives.
+          </div>
+        )}
+        <main id="main" class="page" tabIndex={-1}>
+          <ParamsContext.Provider value={params}>
+            {Page ? <Page /> : <NotFound path={loc.path} />}
+          </ParamsContext.Provider>
+        </main>
+        {showLogin && (
+          <LoginForm
+            reason={needLogin
+              ? `The gateway refused the connection (${live.lastError?.message || live.lastClose?.reason || "unauthorized"}).`
+              : "Give a token to connect with it."}
+            oidc={auth?.mode === "oidc" && oidcConfigured()}
+            onToken={(token) => {
+              setStoredToken(token);
+              setLoggedIn(true);
+              setLoginOpen(false);
+              client.reconnectNow();
+            }}
+            onOidc={() => void oidcLogin()}
+            onCancel={needLogin ? undefined : () => setLoginOpen(false)}
+          />
+        )}
+      </div>
+    </LiveContext.Provider>
+  );
+}

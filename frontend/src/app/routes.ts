@@ -1,0 +1,38 @@
+/**
+ * The route table: every page of the app, in navigation order. The gateway serves index.html for
+ * exactly these paths (docs/gateway.md), so keep the two in step when adding one.
+ *
+ * A page is a component with no props; it reads the live view with useLive() (app/live.ts) and its
+ * params with useParams() (app/router.ts). The shell renders the page title as the one <h1>: pages
+ * start at <h2>. `sections` is what the page needs from the WebSocket (omit it for the default
+ * stream); the shell asks the gateway for it with a new hello on the same connection.
+ */
+import type { ComponentType } from "preact";
+import { Dashboard } from "../features/operator/Dashboard";
+import { placeholder } from "./Placeholder";
+import type { Params } from "./router";
+
+export interface RouteDef {
+  /** "/component/:name"; a trailing "/*" matches deeper paths too (useParams()["*"]). */
+  path: string;
+  /** The page's <h1> and document title. */
+  title: string | ((p: Params) => string);
+  /** The label in the navigation; routes without one are reached by links (a component's page). */
+  nav?: string;
+  component: ComponentType;
+  /** The view sections this page needs; omitted: the default stream. */
+  sections?: string[] | ((p: Params) => string[]);
+}
+
+export const routes: RouteDef[] = [
+  { path: "/", title: "System status", nav: "Status", component: Dashboard },
+  { path: "/history", title: "History", nav: "History", component: placeholder("The history of the platform") },
+  { path: "/logs", title: "Logs", nav: "Logs", component: placeholder("Log search and live tail") },
+  { path: "/graph", title: "Dependency graph", nav: "Graph", component: placeholder("The dependency graph") },
+  { path: "/alerts", title: "Alerts", nav: "Alerts", component: placeholder("The alerts page") },
+  {
+    path: "/component/:name",
+    title: (p) => p.name ?? "Component",
+    component: placeholder("The component's page"),
+  },
+];

@@ -1,0 +1,54 @@
+import type { View } from "../../api/types";
+import { useLive } from "../../app/live";
+import type { LiveState } from "../../state/live/reducer";
+import { probeStaleAfterS, sourceAgeS, tileAge, type TileAge } from "../../state/live/selectors";
+import { CapacityGauges } from "./components/CapacityGauges";
+import { ErrorFeed } from "./components/ErrorFeed";
+import { PlatformTotals } from "./components/PlatformTotals";
+import { ServiceHealthGrid } from "./components/ServiceHealthGrid";
+import { ThroughputChart } from "./components/ThroughputChart";
+import { Tile } from "./components/Tile";
+
+/** The capacity panel is as old as its oldest source, and stale when any source is. */
+function capacityAge(view: View | null, live: LiveState, now: number): TileAge {
+  const cap = view?.capacity;
+  const parts = [
+    tileAge(sourceAgeS(view, cap?.disk), probeStaleAfterS(view?.probes?.disk), live, now),
+    tileAge(sourceAgeS(view, cap?.postgres), probeStaleAfterS(view?.probes?.postgres), live, now),
+    tileAge(sourceAgeS(view, cap?.influxdb), probeStaleAfterS(view?.probes?.influxdb), live, now),
+  ];
+  const ages = parts.map((p) => p.ageS).filter((a): a is number => a !== null);
+  return { ageS: ages.length ? Math.max(...ages) : null, stale: parts.some((p) => p.stale) };
+}
+
+/** Today's dashboard (route "/"): the seed's five sections from the shell's live view. */
+export function Dashboard() {
+  const { live, now, wall } = useLive();
+  const view = live.view;
+  const viewAge = tileAge(undefined, Infinity, live, now);
+  const capAge = capacityAge(view, live, now);
+  const aggAge = tileAge(sourceAgeS(view, view?.aggregates), probeStaleAfterS(view?.probes?.platform), live, now);
+  const windowS = (view?.meta?.series_len ?? 900) * (view?.meta?.tick_s ?? 1);
+  return (
+    <div class="grid dash">
+      <section class="area-health" aria-labelledby="health-title">
+        <h2 class="area-title" id="health-title">Service health</h2>
+        <ServiceHealthGrid live={live} now={now} />
+      </section>
+      <Tile title="Throughput · last 15 min" ageS={viewAge.ageS} stale={viewAge.stale} class="area-tp" testId="tile-throughput">
+        <ThroughputChart view={view} windowS={windowS} />
+      </Tile>
+      <Tile title="Capacity" ageS={capAge.ageS} stale={capAge.stale} class="area-cap" testId="tile-capacity">
+        <CapacityGauges view={view} />
+      </Tile>
+      <Tile title="Platform totals" ageS={aggAge.ageS} stale={aggAge.stale} class="area-tot" testId="tile-totals">
+        <PlatformTotals view={view} />
+      </Tile>
+      <Tile title="Recent errors" ageS={viewAge.ageS} stale={viewAge.stale} class="area-err" testId="tile-errors">
+        <ErrorFeed view={view} limit={wall ? 8 : 12} />
+      </Tile>
+    </div>
+  );
+}
+
+export default Dashboard;
