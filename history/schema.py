@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
+from history.events import SEARCH_MIGRATION_SQL
+
 if TYPE_CHECKING:
     import asyncpg
 
@@ -150,6 +152,9 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "series catalogue, 1 s frames, 1 min rollups, histograms, states, probes, alerts, events",
               _V1),
     Migration(2, "15 min rollups of values and histograms (long ranges answer from ~100x fewer rows)", _V2),
+    # owned by history/events.py (h12): search splits at punctuation and includes attribute values
+    Migration(3, "events: search text split at punctuation, with attribute values; severity index",
+              SEARCH_MIGRATION_SQL),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 
