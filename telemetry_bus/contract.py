@@ -60,6 +60,8 @@ MAX_PAYLOAD_BYTES: Final = 256 * 1024
 MAX_SERIES_PER_MESSAGE: Final = 256
 #: Bucket arrays longer than this are refused (OpenTelemetry's default maximum is 160).
 MAX_BUCKETS: Final = 2048
+#: Most entries of a status message's ``depends_on``.
+MAX_DEPENDS_ON: Final = 32
 
 _SEGMENT_RE: Final = re.compile(SEGMENT_PATTERN)
 
@@ -69,6 +71,7 @@ _MAX_INT: Final = 2**53
 _FIN: Final = 1e15
 
 Name = Annotated[str, msgspec.Meta(pattern=METRIC_PATTERN)]
+Segment = Annotated[str, msgspec.Meta(pattern=SEGMENT_PATTERN)]
 #: A series name as decoded on the hot path: only its length is checked by the decoder; the
 #: aggregator checks the pattern (``check_series_name``) the first time an instance sends a name,
 #: which keeps the regex off the per-message path (it cost ~40 % of decoding a metrics message).
@@ -93,6 +96,9 @@ class Status(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Fa
     interval_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 1.0
     ts: Timestamp = 0.0
     reason: ShortText = ""
+    #: Components this service needs (service or probe target names), added to the dependency
+    #: graph's configured edges (design.md section 10). Optional: older senders omit it.
+    depends_on: Annotated[list[Segment], msgspec.Meta(max_length=MAX_DEPENDS_ON)] = []
 
 
 class Hist(msgspec.Struct, frozen=True, kw_only=True):

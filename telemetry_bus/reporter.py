@@ -1,6 +1,7 @@
 """The reporter: what a platform service embeds to be seen on the operator dashboard.
 
-    rep = Reporter("ingest", "ingest-1", mqtt_url="mqtt://127.0.0.1:1883")
+    rep = Reporter("ingest", "ingest-1", mqtt_url="mqtt://127.0.0.1:1883",
+                   depends_on=["mqtt", "influxdb"])   # optional: edges of the dependency graph
     await rep.start()
     rep.inc("messages_received")            # counter (hot path: well under 2 us)
     rep.set_gauge("queue_depth", 12)         # gauge (last value wins)
@@ -41,6 +42,7 @@ import aiomqtt
 from telemetry_bus.aio import cancel_and_wait
 from telemetry_bus.config import MqttConfig
 from telemetry_bus.contract import (
+    MAX_DEPENDS_ON,
     Event,
     Metrics,
     Status,
@@ -164,9 +166,9 @@ class ReporterCore:
         return msg
 
     def status(self, state: Literal["online", "offline"], now: float, reason: str = "",
-               version: str = "") -> Status:
+               version: str = "", depends_on: tuple[str, ...] = ()) -> Status:
         return Status(state=state, boot=self.boot, version=version, interval_s=self.interval_s,
-                      ts=now, reason=reason)
+                      ts=now, reason=reason, depends_on=list(depends_on))
 
 
 class Reporter:
@@ -181,6 +183,7 @@ class Reporter:
         topic_root: str | None = None,
         interval_s: float | None = None,
         version: str = "",
+        depends_on: list[str] | tuple[str, ...] = (),
         boot: str | None = None,
         backoff_initial_s: float = 0.2,
         backoff_max_s: float = 10.0,
@@ -203,6 +206,10 @@ class Reporter:
             raise ValueError(f"need 0 < backoff_initial_s <= backoff_max_s, got {backoff_initial_s!r}, "
                              f"{backoff_max_s!r}")
         self.version = version
+        if len(depends_on) > MAX_DEPENDS_ON:
+            raise ValueError(f"depends_on takes at most {MAX_DEPENDS_ON} names, got {len(depends_on)}")
+        #: what this service needs (the dashboard's dependency graph); sent in every status
+        self.depends_on = tuple(dict.fromkeys(check_name("depends_on entry", d) for d in depends_on))
         self.keepalive_s = keepalive_s
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
@@ -277,7 +284,8 @@ class Reporter:
     def _client(self) -> aiomqtt.Client:
         ep = self.endpoint
         will = aiomqtt.Will(self._t_status,
-                            encode(self.core.status("offline", self.clock(), "lost", self.version)),
+                            encode(self.core.status("offline", self.clock(), "lost", self.version,
+                                                    self.depends_on)),
                             qos=1, retain=True)
         return aiomqtt.Client(
             ep.host, ep.port, username=ep.username, password=ep.password,
@@ -294,7 +302,7 @@ class Reporter:
                     self.connects += 1
                     backoff = self.backoff_initial_s
                     await client.publish(self._t_status, encode(self.core.status(
-                        "online", self.clock(), "", self.version)), qos=1, retain=True)
+                        "online", self.clock(), "", self.version, self.depends_on)), qos=1, retain=True)
                     self.connected.set()
                     log.debug("%s/%s connected", self.service, self.instance)
                     await self._connected_loop(client)
@@ -326,7 +334,8 @@ class Reporter:
             if self._stopping:
                 await self._send_metrics(client)
                 await client.publish(self._t_status, encode(self.core.status(
-                    "offline", self.clock(), "shutdown", self.version)), qos=1, retain=True)
+                    "offline", self.clock(), "shutdown", self.version,
+                    self.depends_on)), qos=1, retain=True)
                 return
             now = loop.time()
             if now >= next_at:
