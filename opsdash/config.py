@@ -35,6 +35,7 @@ import msgspec
 from gateway.config import GatewayConfig
 from probes.config import ProbesConfig
 from telemetry_bus.config import AggregatorConfig, MqttConfig, ReporterConfig
+from telemetry_bus.graph import GraphConfig, GraphConfigError
 
 __all__ = ["ENV_ALIASES", "Config", "ConfigError", "load_config"]
 
@@ -45,6 +46,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     aggregator: AggregatorConfig = AggregatorConfig()
     gateway: GatewayConfig = GatewayConfig()
     probes: ProbesConfig = ProbesConfig()
+    graph: GraphConfig = GraphConfig()
 
 
 class ConfigError(Exception):
@@ -115,9 +117,20 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
         _set(tree, keypath, value, f"environment variable {name}")
         sources[".".join(keypath)] = f"environment variable {name}"
     try:
-        return msgspec.convert(tree, Config)
+        config = msgspec.convert(tree, Config)
     except msgspec.ValidationError as exc:
         raise ConfigError(_explain(str(exc), sources, path)) from exc
+    try:  # graph.edges must name components of this deployment (services and probe targets)
+        config.graph.resolved(graph_components(config))
+    except GraphConfigError as exc:
+        origin = sources.get("graph.edges") or (f"config file {path}" if path else "configuration")
+        raise ConfigError(f"{origin}: {exc}") from exc
+    return config
+
+
+def graph_components(config: Config) -> list[str]:
+    """The components that ``graph.edges`` may name: expected services and probe targets."""
+    return [*config.aggregator.expected_services, *config.aggregator.expected_probes]
 
 
 def _explain(message: str, sources: dict[str, str], path: str | None) -> str:

@@ -255,6 +255,7 @@ class Fold:
         if st.boot != inst.boot and inst.boot and st.state == "offline":
             return  # the Last Will of an earlier boot, delivered late: the new boot is what counts
         inst.version = st.version
+        inst.depends_on = tuple(st.depends_on)
         inst.interval_s = st.interval_s
         inst.status_at = now
         if st.state == "online":

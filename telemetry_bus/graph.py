@@ -29,9 +29,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Final
+from typing import TYPE_CHECKING, Annotated, Final
 
 import msgspec
+
+if TYPE_CHECKING:
+    from telemetry_bus.view import SectionContext
 
 __all__ = [
     "DEFAULT_EDGES",
@@ -39,6 +42,7 @@ __all__ = [
     "GraphConfig",
     "GraphConfigError",
     "GraphResult",
+    "GraphSection",
     "Node",
     "find_cycle",
 ]
@@ -79,10 +83,10 @@ class GraphConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             return
         for i, (a, b) in enumerate(self.edges):
             if a == b:
-                raise GraphConfigError(f"graph.edges[{i}]: {a!r} cannot depend on itself")
+                raise GraphConfigError(f"edges[{i}]: {a!r} cannot depend on itself")
         cycle = find_cycle(self.edges)
-        if cycle:
-            raise GraphConfigError(f"graph.edges has a cycle: {' -> '.join(cycle)}")
+        if cycle:  # msgspec puts the key before it: "graph: edges has a cycle: a -> b -> a"
+            raise GraphConfigError(f"edges has a cycle: {' -> '.join(cycle)}")
 
     def resolved(self, known: Iterable[str]) -> list[Edge]:
         """The configured edges, checked against the ``known`` components (services and probes)."""
@@ -300,3 +304,27 @@ def _path(deps: Mapping[str, Sequence[str]], src: str, dst: str) -> list[str] | 
                     return out[::-1]
                 queue.append(nxt)
     return None
+
+
+class GraphSection:
+    """The view's ``graph`` section builder (view.py): plug in after ``health``.
+
+        fold.view.add("graph", GraphSection(config.graph, config.aggregator), after="health")
+
+    Statuses come from ``health.components``; edges from the configuration plus every service's
+    ``depends_on`` (the union over its instances' latest status messages).
+    """
+
+    def __init__(self, cfg: GraphConfig, known: Iterable[str]) -> None:
+        self.graph = DependencyGraph(cfg.resolved(known))
+
+    def __call__(self, ctx: SectionContext) -> dict[str, object]:
+        comps = ctx.view["health"]["components"]
+        graph = self.graph
+        for svc in ctx.state.services.values():
+            declared: set[str] = set()
+            for inst in svc.instances.values():
+                if inst.depends_on:
+                    declared.update(inst.depends_on)
+            graph.set_declared(svc.name, declared)
+        return graph.evaluate({c: v["status"] for c, v in comps.items()}).section()

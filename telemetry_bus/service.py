@@ -25,6 +25,7 @@ import aiomqtt
 from telemetry_bus.aio import cancel_and_wait
 from telemetry_bus.contract import ViewPatch, ViewSnapshot, encode, topics
 from telemetry_bus.fold import Fold, TickOutput
+from telemetry_bus.graph import GraphSection
 
 if TYPE_CHECKING:
     from opsdash.config import Config
@@ -44,6 +45,8 @@ class AggregatorService:
         self.root = config.mqtt.topic_root
         self.clock = clock
         self.fold = Fold(self.acfg, self.root, clock())
+        known = [*self.acfg.expected_services, *self.acfg.expected_probes]
+        self.fold.view.add("graph", GraphSection(config.graph, known), after="health")
         self.last: TickOutput | None = None
         self.connected = asyncio.Event()
         self.published_patches = 0

@@ -51,6 +51,8 @@ class Instance:
     first_seen: float
     boot: str = ""
     version: str = ""
+    #: the status message's ``depends_on`` (edges of the dependency graph, graph.py)
+    depends_on: tuple[str, ...] = ()
     interval_s: float = 1.0
     online: bool = False
     offline_reason: str = ""

@@ -164,9 +164,9 @@ def test_config_unknown_name_is_a_clear_error() -> None:
 
 
 def test_config_cycle_names_it() -> None:
-    with pytest.raises(msgspec.ValidationError, match=r"graph\.edges has a cycle: a -> b -> c -> a"):
+    with pytest.raises(msgspec.ValidationError, match=r"edges has a cycle: a -> b -> c -> a"):
         msgspec.convert({"edges": [["a", "b"], ["b", "c"], ["c", "a"]]}, GraphConfig)
-    with pytest.raises(msgspec.ValidationError, match=r"graph.edges\[0\]: 'a' cannot depend on itself"):
+    with pytest.raises(msgspec.ValidationError, match=r"edges\[0\]: 'a' cannot depend on itself"):
         msgspec.convert({"edges": [["a", "a"]]}, GraphConfig)
     with pytest.raises(GraphConfigError, match="cycle: x -> y -> x"):
         DependencyGraph([("x", "y"), ("y", "x")])
@@ -180,3 +180,19 @@ def test_config_bad_name_pattern() -> None:
 def test_find_cycle() -> None:
     assert find_cycle(DEFAULT_EDGES) is None
     assert find_cycle([("a", "b"), ("b", "c"), ("c", "b")]) == ["b", "c", "b"]
+
+
+def test_config_errors_through_load_config() -> None:
+    from opsdash.config import ConfigError, load_config
+
+    cfg = load_config(env={"OPSDASH_GRAPH__EDGES": '[["ingest", "postgres"]]'})
+    assert cfg.graph.edges == [("ingest", "postgres")]
+    assert load_config(env={}).graph.edges is None  # the defaults
+    with pytest.raises(ConfigError, match=r"environment variable OPSDASH_GRAPH__EDGES: graph.edges\[0\] = "
+                                          r"\['ingest', 'redis'\]: 'redis' is not a known component"):
+        load_config(env={"OPSDASH_GRAPH__EDGES": '[["ingest", "redis"]]'})
+    # redis becomes known once it is an expected probe target
+    load_config(env={"OPSDASH_GRAPH__EDGES": '[["ingest", "redis"]]',
+                     "OPSDASH_AGGREGATOR__EXPECTED_PROBES": '["postgres", "redis"]'})
+    with pytest.raises(ConfigError, match=r"OPSDASH_GRAPH__EDGES: graph\.edges: has a cycle: delivery -> postgres -> delivery"):
+        load_config(env={"OPSDASH_GRAPH__EDGES": '[["delivery", "postgres"], ["postgres", "delivery"]]'})
