@@ -24,7 +24,6 @@ import argparse
 import json
 import math
 import os
-import random
 import re
 import socket
 import subprocess
@@ -37,7 +36,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from telemetry_bus.histogram import ExpHistogram, relative_error_bound  # noqa: E402
 
 Row = tuple[str, str, str, str]
 
@@ -63,33 +61,23 @@ def exact_pct(sorted_v: list[float], q: float) -> float:
 
 
 def quantile_error(n: int = 200_000) -> list[Row]:
-    rng = random.Random(7)
-    dists = {
-        "lognormal(mu=1, sigma=1)": [rng.lognormvariate(1.0, 1.0) for _ in range(n)],
-        "bimodal 90 % ~2 ms / 10 % ~200 ms": [rng.lognormvariate(math.log(2), 0.3) if rng.random() < 0.9
-                                               else rng.lognormvariate(math.log(200), 0.3) for _ in range(n)],
-    }
+    """Window quantiles through the wire path (bench_quantiles.py), before and now, vs exact."""
+    from bench.bench_quantiles import DATA_SETS
+    from bench.bench_quantiles import run as run_quantiles
+    from telemetry_bus.histogram import REPORTER_MAX_BUCKETS, WINDOW_MAX_BUCKETS
+    instances, seconds = 20, 60
+    per_second = max(1, n // (instances * seconds))
     rows = []
-    bound = relative_error_bound(6)
-    for name, values in dists.items():
-        h = ExpHistogram()
-        for v in values:
-            h.record(v)
-        s = sorted(values)
-        errs = []
-        for q in (0.5, 0.9, 0.95, 0.99, 0.999):
-            est = h.quantile(q)
-            assert est is not None
-            errs.append(abs(est - exact_pct(s, q)) / exact_pct(s, q))
-        worst = max(errs)
-        # the histogram starts at scale 6 and halves its resolution while the range needs more than
-        # max_buckets (320) buckets: the bound is the one of the scale it ended at
-        got = relative_error_bound(h.scale)
-        rows.append((f"quantile error, {name}, {n:,} values, p50..p99.9",
-                     f"max {100 * worst:.3f} % (p50 {100 * errs[0]:.3f} %, p99 {100 * errs[3]:.3f} %), "
-                     f"ended at scale {h.scale}",
-                     f"<= {100 * got:.2f} % (bound at scale {h.scale}; scale 6: {100 * bound:.2f} %)",
-                     "yes" if worst <= got else "NO"))
+    for name, draw in DATA_SETS.items():
+        old = run_quantiles(draw, 320, 320, instances, per_second, seconds)
+        worst, scale, _wire, _ms, bound = run_quantiles(draw, REPORTER_MAX_BUCKETS, WINDOW_MAX_BUCKETS,
+                                                        instances, per_second, seconds)
+        rows.append((f"quantile error, {name}, {instances * per_second * seconds:,} values via 1 s wire "
+                     f"deltas, p50..p99.9",
+                     f"max {100 * worst:.3f} % at scale {scale} (before: {100 * old[0]:.3f} % at scale "
+                     f"{old[1]}; ratio {worst / old[0]:.2f}x)",
+                     f"<= 1 % (bound at scale {scale}: {100 * bound:.2f} %)",
+                     "yes" if worst <= min(0.01, bound) else "NO"))
     return rows
 
 

@@ -23,12 +23,20 @@ from typing import Final
 
 from telemetry_bus.contract import Hist
 
-__all__ = ["DEFAULT_MAX_BUCKETS", "DEFAULT_SCALE", "ExpHistogram", "relative_error_bound"]
+__all__ = ["DEFAULT_MAX_BUCKETS", "DEFAULT_SCALE", "REPORTER_MAX_BUCKETS", "WINDOW_MAX_BUCKETS",
+           "ExpHistogram", "relative_error_bound"]
 
 DEFAULT_SCALE: Final = 6
 #: Indexes one histogram may span before it lowers its scale. 320 keeps scale 6 over a 32x range
 #: (e.g. 2..64 ms) and scale 5 (1.1 %) over 1,000x.
 DEFAULT_MAX_BUCKETS: Final = 320
+#: The reporter's budget for one interval's delta: scale 6 (0.54 %) over a 2^16 (65,000x) range, so a
+#: wide distribution (4-5 decades within one second) is not coarsened before it leaves the service.
+#: The wire form is dense from the lowest to the highest bucket used, so a narrow delta stays small.
+REPORTER_MAX_BUCKETS: Final = 1024
+#: The aggregator's budget where deltas are merged (per-second and window histograms; sparse dicts,
+#: never on the wire): scale 6 over 2^64, i.e. a merge never coarsens what the deltas carried.
+WINDOW_MAX_BUCKETS: Final = 4096
 MIN_SCALE: Final = -10
 
 _log2 = math.log2

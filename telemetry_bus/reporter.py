@@ -50,7 +50,7 @@ from telemetry_bus.contract import (
     encode,
     topics,
 )
-from telemetry_bus.histogram import ExpHistogram
+from telemetry_bus.histogram import REPORTER_MAX_BUCKETS, ExpHistogram
 
 __all__ = ["Reporter", "ReporterCore", "new_boot_id"]
 
@@ -118,7 +118,7 @@ class ReporterCore:
         h = self.hists.get(name)
         if h is None:
             self._new_series(name)
-            h = self.hists[name] = ExpHistogram()
+            h = self.hists[name] = ExpHistogram(max_buckets=REPORTER_MAX_BUCKETS)
         h.record(value)
 
     def set_health(self, health: Literal["ok", "degraded", "down"], detail: str = "") -> None:
@@ -161,7 +161,7 @@ class ReporterCore:
         self.counters = dict.fromkeys(self.counters, 0)
         for k, h in self.hists.items():
             if h.count:
-                self.hists[k] = ExpHistogram()
+                self.hists[k] = ExpHistogram(max_buckets=REPORTER_MAX_BUCKETS)
         self.t0 = now
         return msg
 

@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterator
 
 from telemetry_bus.contract import Hist
-from telemetry_bus.histogram import ExpHistogram
+from telemetry_bus.histogram import WINDOW_MAX_BUCKETS, ExpHistogram
 
 __all__ = ["HistRing", "Ring"]
 
@@ -84,12 +84,16 @@ class Ring:
 
 
 class HistRing:
-    """One histogram per second over the last ``size`` seconds; merged on read."""
+    """One histogram per second over the last ``size`` seconds; merged on read.
 
-    __slots__ = ("head", "hists", "size")
+    Its histograms keep ``max_buckets`` (default ``WINDOW_MAX_BUCKETS``): merging wide deltas never
+    lowers the scale below what the deltas themselves carry."""
 
-    def __init__(self, size: int) -> None:
+    __slots__ = ("head", "hists", "max_buckets", "size")
+
+    def __init__(self, size: int, max_buckets: int = WINDOW_MAX_BUCKETS) -> None:
         self.size = size
+        self.max_buckets = max_buckets
         self.hists: dict[int, ExpHistogram] = {}
         self.head: int | None = None
 
@@ -103,7 +107,7 @@ class HistRing:
             return
         cur = self.hists.get(sec)
         if cur is None:
-            cur = self.hists[sec] = ExpHistogram(min(max(wire.scale, -10), 20))
+            cur = self.hists[sec] = ExpHistogram(min(max(wire.scale, -10), 20), self.max_buckets)
         cur.merge_wire(wire)
 
     def seconds(self, first: int, last: int) -> Iterator[ExpHistogram]:
