@@ -288,6 +288,8 @@ def prometheus_text(state: Mapping[str, Any] | None, gateway: Mapping[str, Any],
         labels = {"container": str(c.get("name", "")), "service": str(c.get("service", ""))}
         w.add("opsdash_container_memory_bytes", "gauge", "Container memory usage.",
               c.get("mem_bytes"), labels)
+        w.add("opsdash_container_memory_limit_bytes", "gauge", "Container memory limit.",
+              c.get("mem_limit_bytes"), labels)
         cpu = _num(c.get("cpu_pct"))
         w.add("opsdash_container_cpu_ratio", "gauge", "Container CPU usage (1 = one core).",
               None if cpu is None else cpu / 100, labels)

@@ -6,6 +6,7 @@
     opsdash up           all three in one process
     opsdash demo         up + a simulated platform (private broker/database when none is configured)
     opsdash watch URL    terminal client of a gateway (wall screen without a browser)
+    opsdash export grafana-dashboard|prometheus-rules   the Prometheus/Grafana migration path
 
 Logging is configured here and only here.
 """
@@ -54,6 +55,15 @@ def _parser() -> argparse.ArgumentParser:
     health.add_argument("--url", help="gateway base URL (default: from gateway.listen)")
     health.add_argument("--instance", help="instance id (default: aggregator.id, or the host name)")
     health.add_argument("--timeout", type=float, help="seconds to wait (default: 3 intervals + 2)")
+    export = sub.add_parser(
+        "export", help="Prometheus rules / a Grafana dashboard over the gateway's /metrics",
+        description="Print a Grafana dashboard (JSON) or Prometheus alerting rules (YAML) over the "
+                    "gateway's /metrics, for teams that also run Prometheus/Grafana (docs/deploy.md). "
+                    "Rules that have no PromQL equivalent are listed in the output and on stderr.")
+    export.add_argument("what", choices=["grafana-dashboard", "prometheus-rules"])
+    export.add_argument("--job", default="opsdash",
+                        help="Prometheus job name of the gateways (default opsdash)")
+    export.add_argument("-o", "--output", help="write to this file instead of stdout")
     watch = sub.add_parser("watch", help="render the live view of a gateway in the terminal")
     watch.add_argument("url", help="gateway URL, e.g. http://127.0.0.1:8787")
     watch.add_argument("--token", help="bearer token (display tokens work)")
@@ -64,6 +74,30 @@ async def _run_parts(parts: Sequence[Callable[[Config], Coroutine[Any, Any, None
     async with asyncio.TaskGroup() as tg:
         for part in parts:
             tg.create_task(part(config), name=getattr(part, "__module__", "part"))
+
+
+def _export(config: Config, what: str, job: str, output: str | None) -> int:
+    import json
+    import re
+
+    from opsdash import export
+
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", job):
+        print(f"opsdash: --job: {job!r} is not a Prometheus job name", file=sys.stderr)
+        return 2
+    if what == "grafana-dashboard":
+        text = json.dumps(export.grafana_dashboard(config, job), indent=2) + "\n"
+    else:
+        rules = export.prometheus_rules(config, job)
+        text = export.rules_yaml(rules)
+        for s in rules.skipped:
+            print(f"opsdash export: not translated: {s.name}: {s.reason}", file=sys.stderr)
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                   url=args.url, timeout=args.timeout))
                 print(("healthy: " if ok else "unhealthy: ") + why)
                 return 0 if ok else 1
+            case "export":
+                return _export(config, args.what, args.job, args.output)
             case "watch":
                 from gateway.watch import run_watch
                 return asyncio.run(run_watch(args.url, args.token))

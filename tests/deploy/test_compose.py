@@ -105,9 +105,12 @@ def test_services_healthchecks_and_profiles(doc: dict[str, Any]) -> None:
         assert services[name]["healthcheck"]["test"] == ["CMD", "opsdash", "healthcheck", part]
         assert services[name]["command"] == ["opsdash", part]
     assert services["simulator"]["profiles"] == ["demo"]
-    assert all("profiles" not in s for n, s in services.items() if n != "simulator")
+    assert services["prometheus"]["profiles"] == services["grafana"]["profiles"] == ["prometheus"]
+    optional = {"simulator", "prometheus", "grafana"}
+    assert all("profiles" not in s for n, s in services.items() if n not in optional)
     # data lives in named volumes
-    assert set(doc["volumes"]) == {"mosquitto-data", "postgres-data", "influxdb-data"}
+    assert set(doc["volumes"]) == {"mosquitto-data", "postgres-data", "influxdb-data", "prometheus-data",
+                                   "grafana-data"}
 
 
 def test_every_opsdash_variable_is_read_by_opsdash(doc: dict[str, Any]) -> None:

@@ -1,0 +1,618 @@
+"""The Prometheus/Grafana migration path (design.md section 13): ``opsdash export ...``.
+
+    grafana_dashboard(config, job) -> dict          a Grafana dashboard (classic JSON model)
+    prometheus_rules(config, job) -> RuleExport     design.md section 9's rules as Prometheus rules
+    rules_yaml(export) -> str                       a rule file that ``promtool check rules`` accepts
+
+Both read only the gateway's ``/metrics`` names (gateway/rest.py), so what Grafana and Prometheus
+show is what the gateway exposes. Every gateway serves the same view, so Prometheus scraping several
+gateways holds each figure once per gateway: every expression here first takes ``max`` over the
+copies (never ``sum``). The view's per-instance label ``instance`` arrives in Prometheus as
+``exported_instance`` (the scrape target keeps ``instance``), and that is what the expressions use.
+
+Pure: no I/O; the command prints the result.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+__all__ = ["BUILTIN_RULES", "PromRule", "RuleExport", "RuleSpec", "Skipped", "dashboard_expressions",
+           "grafana_dashboard", "prometheus_rules", "rules_yaml", "translate_metric"]
+
+#: Grafana's classic dashboard JSON model at this schema version (Grafana 12.x; later versions
+#: migrate it forward on load).
+SCHEMA_VERSION: Final = 42
+DASHBOARD_UID: Final = "opsdash"
+STATUS_CODES: Final = {"healthy": 0, "degraded": 1, "down": 2, "unknown": 3}
+_STATUS_COLORS: Final = {"healthy": "green", "degraded": "orange", "down": "red", "unknown": "text"}
+_OPS: Final = (">", ">=", "<", "<=", "==", "!=")
+
+
+def _sel(job: str, **labels: str) -> str:
+    parts = [f'job="{_q(job)}"'] + [f'{k}="{_q(v)}"' for k, v in labels.items()]
+    return "{" + ",".join(parts) + "}"
+
+
+def _q(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _status_code(metric: str, job: str, by: str | None) -> str:
+    """A status set (one series per status, 1 for the current one) as one number: 0 healthy,
+    1 degraded, 2 down, 3 unknown; ``max`` over gateways (and per ``by``)."""
+    parts = [f"(({metric}{_sel(job, status=s)} == 1) * {code})" for s, code in STATUS_CODES.items()]
+    group = f"max by ({by}) " if by else "max "
+    return f"{group}({' or '.join(parts)})"
+
+
+def _counter_rate(job: str, service: str, counter: str, window: str) -> str:
+    return (f"sum(max by (exported_instance) (rate(opsdash_service_events_total"
+            f"{_sel(job, service=service, counter=counter)}[{window}])))")
+
+
+# -- rules ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    """One alert rule as design.md section 9 configures it (``[[alerts.rules]]``)."""
+
+    name: str
+    metric: str = ""
+    op: str = ">"
+    value: float | str = 0
+    for_s: float = 0
+    severity: str = "warning"
+    summary: str = ""
+    keep_firing_s: float | None = None
+    enabled: bool = True
+
+
+#: The built-ins of design.md section 9 (metric "" = a rule with its own translation below).
+BUILTIN_RULES: Final[tuple[RuleSpec, ...]] = (
+    RuleSpec("component_down", "", for_s=30, severity="critical",
+             summary="{{ $labels.component }} is down"),
+    RuleSpec("component_degraded", "", for_s=120, severity="warning",
+             summary="{{ $labels.component }} is degraded"),
+    RuleSpec("disk_usage_high", "capacity.disk.used_pct", ">", 80, for_s=60, severity="warning",
+             summary="disk usage is {{ $value | printf \"%.1f\" }} % (over 80 %)"),
+    RuleSpec("pg_connections_high", "", for_s=60, severity="warning",
+             summary="PostgreSQL uses {{ $value | printf \"%.0f\" }} % of its connections"),
+    RuleSpec("error_rate_spike", "", severity="warning",
+             summary="errors of one category well above their usual rate"),
+    RuleSpec("disk_full_forecast", "", severity="warning",
+             summary="at the last 6 h's trend the disk is full within 24 h"),
+    RuleSpec("view_stale", "", for_s=0, severity="critical",
+             summary="gateway {{ $labels.instance }} has had no view for more than 10 s"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PromRule:
+    alert: str
+    expr: str
+    for_s: float
+    keep_firing_s: float | None
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    name: str
+    reason: str
+
+
+@dataclass
+class RuleExport:
+    job: str
+    rules: list[PromRule] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+class Untranslatable(Exception):
+    """A rule that has no PromQL equivalent over /metrics; the message says why."""
+
+
+_METRIC_RE: Final = re.compile(r"^[a-z0-9_.:-]+$")
+
+
+def translate_metric(metric: str, job: str, value: float | str) -> tuple[str, str | None]:
+    """(PromQL of the metric's value, the ``component`` label or None) for a rule's ``metric``.
+
+    ``value`` matters only for status metrics (a string): they become 1/0 for that status.
+    Raises Untranslatable with the reason.
+    """
+    if not _METRIC_RE.match(metric):
+        raise Untranslatable(f"metric {metric!r} is not a view path or history series name")
+    if metric.startswith("capacity:"):
+        metric = "capacity." + metric.removeprefix("capacity:")
+    parts = metric.split(".") if ":" not in metric else metric.split(":")
+    j = job
+
+    def status(expr_metric: str, **labels: str) -> str:
+        if not isinstance(value, str) or value not in STATUS_CODES:
+            raise Untranslatable(f"{metric} compares with a status ({', '.join(STATUS_CODES)}), "
+                                 f"got {value!r}")
+        return f"max({expr_metric}{_sel(j, **labels, status=value)})"
+
+    match parts:
+        case ["health", "status"]:
+            return status("opsdash_status"), None
+        case ["health", "components", c, "status"]:
+            return status("opsdash_component_status", component=c), c
+        case ["health", "components", c, "latency_ms"]:
+            return f"max(opsdash_component_latency_seconds{_sel(j, component=c)}) * 1000", c
+        case ["metrics", "throughput", k] if k.endswith("_rate_per_sec"):
+            return f"max(opsdash_rate_per_second{_sel(j, rate=k.removesuffix('_rate_per_sec'))})", None
+        case ["metrics", "latency", k] if re.fullmatch(r"influx_write_p(50|95|99)_ms", k):
+            p = k.split("_")[2]
+            return f"max(opsdash_influx_write_latency_seconds{_sel(j, percentile=p)}) * 1000", None
+        case ["write_p50" | "write_p95" | "write_p99" as k]:
+            p = k.split("_")[1]
+            return f"max(opsdash_influx_write_latency_seconds{_sel(j, percentile=p)}) * 1000", None
+        case [k] if k.endswith("_rate") and k.removesuffix("_rate") in (
+                "ingest", "alert", "delivery", "write", "rules", "routed", "delivery_failed"):
+            # the history series is a 1 s point; /metrics has the view's 60 s rate (the closest)
+            return f"max(opsdash_rate_per_second{_sel(j, rate=k.removesuffix('_rate'))})", None
+        case ["capacity", "disk", "used_pct"]:
+            return f"max(opsdash_disk_used_ratio{_sel(j)}) * 100", "disk"
+        case ["capacity", "disk", k] if k.endswith("_gb"):
+            return f"max(opsdash_disk_bytes{_sel(j, volume=k.removesuffix('_gb'))}) / 2^30", "disk"
+        case ["capacity", "postgres", "db_size_mb"]:
+            return f"max(opsdash_postgres_database_bytes{_sel(j)}) / 2^20", "postgres"
+        case ["capacity", "postgres", "connections_used" | "connections_max" as k]:
+            st = k.removeprefix("connections_")
+            return f"max(opsdash_postgres_connections{_sel(j, state=st)})", "postgres"
+        case ["capacity", "influxdb", "file_count"]:
+            return f"max(opsdash_influxdb_files{_sel(j)})", "influxdb"
+        case ["capacity", "influxdb", "file_limit"]:
+            return f"max(opsdash_influxdb_file_limit{_sel(j)})", "influxdb"
+        case ["aggregates", ("tenants" | "devices" | "alerts" | "integrations") as e, k]:
+            return f"max(opsdash_platform_{e}{_sel(j, state=k)})", None
+        case ["errors", "counts", k] if k.endswith("_1h"):
+            return f"max(opsdash_errors_last_hour{_sel(j, kind=k.removesuffix('_1h'))})", None
+        case ["meta", "completeness", "ratio"]:
+            return f"min(opsdash_data_completeness_ratio{_sel(j)})", None
+        case ["rate", svc, counter]:
+            return _counter_rate(j, svc, counter, "1m"), None
+        case ["gauge", svc, gauge]:
+            return (f"sum(max by (exported_instance) (opsdash_service_reported_value"
+                    f"{_sel(j, service=svc, name=gauge)}))"), None
+    raise Untranslatable(f"no /metrics name carries {metric!r} (docs/deploy.md lists what does)")
+
+
+def _builtin_expr(name: str, job: str) -> tuple[str, dict[str, str]]:
+    j = job
+    match name:
+        case "component_down" | "component_degraded":
+            st = name.removeprefix("component_")
+            return (f"max by (component) (opsdash_component_status{_sel(j, status=st)}) == 1", {})
+        case "pg_connections_high":
+            return (f"100 * max(opsdash_postgres_connections{_sel(j, state='used')})"
+                    f" / max(opsdash_postgres_connections{_sel(j, state='max')}) > 90",
+                    {"component": "postgres"})
+        case "disk_full_forecast":
+            # at least an hour of trend (the series existed an hour ago), else a fresh start forecasts
+            # from two points
+            return (f"max(predict_linear(opsdash_disk_used_ratio{_sel(j)}[6h], 86400)) >= 1"
+                    f" and on() count(opsdash_disk_used_ratio{_sel(j)} offset 1h) > 0",
+                    {"component": "disk"})
+        case "view_stale":
+            return (f"max by (instance) (opsdash_gateway_view_age_seconds{_sel(j)}) > 10"
+                    f" or max by (instance) (opsdash_gateway_view_stale{_sel(j)}) == 1", {})
+        case "error_rate_spike":
+            raise Untranslatable(
+                "the view carries errors per category only as rolling one-hour counts "
+                "(opsdash_errors_last_hour), not as counters, so the last minute's count cannot be "
+                "recovered in PromQL (a rolling count's change mixes new errors with ones aging out); "
+                "opsdash evaluates it on its own (design.md section 9)")
+    raise Untranslatable(f"unknown built-in {name!r}")
+
+
+def _spec_from(raw: Any) -> RuleSpec:
+    """A RuleSpec from a configured rule (a msgspec Struct of alerts/ or a plain mapping)."""
+    get = raw.get if isinstance(raw, Mapping) else (lambda k, d=None: getattr(raw, k, d))
+    value = get("value", 0)
+    return RuleSpec(name=str(get("name", "")), metric=str(get("metric", "") or ""),
+                    op=str(get("op", ">") or ">"),
+                    value=value if isinstance(value, (int, float, str)) else 0,
+                    for_s=float(get("for_s", 0) or 0), severity=str(get("severity", "warning")),
+                    summary=str(get("summary", "") or ""), keep_firing_s=get("keep_firing_s", None),
+                    enabled=bool(get("enabled", True)))
+
+
+def configured_rules(config: Any) -> list[Any]:
+    """``[[alerts.rules]]`` of the configuration, when the config has an alerts section."""
+    alerts = getattr(config, "alerts", None)
+    rules = getattr(alerts, "rules", None) if alerts is not None else None
+    return list(rules or [])
+
+
+def default_keep_firing_s(config: Any) -> float:
+    alerts = getattr(config, "alerts", None)
+    v = getattr(alerts, "keep_firing_s", None) if alerts is not None else None
+    return float(v) if isinstance(v, (int, float)) else 30.0
+
+
+def prometheus_rules(config: Any, job: str = "opsdash",
+                     configured: Iterable[Any] | None = None) -> RuleExport:
+    """The built-ins (replaced by configured rules of the same name) and the configured rules."""
+    out = RuleExport(job=job)
+    keep_default = default_keep_firing_s(config)
+    specs: dict[str, RuleSpec] = {r.name: r for r in BUILTIN_RULES}
+    builtin = set(specs)
+    for raw in configured_rules(config) if configured is None else configured:
+        spec = _spec_from(raw)
+        base = specs.get(spec.name)
+        if base is not None and spec.name in builtin and not spec.metric:
+            # only name (+ enabled / for_s ...) given: adjust the built-in
+            spec = RuleSpec(base.name, base.metric, base.op, base.value,
+                            spec.for_s if spec.for_s else base.for_s, spec.severity or base.severity,
+                            spec.summary or base.summary, spec.keep_firing_s, spec.enabled)
+            specs[spec.name] = spec
+        else:
+            builtin.discard(spec.name)  # a configured rule with its own metric replaces a built-in
+            specs[spec.name] = spec
+    for spec in specs.values():
+        if not spec.enabled:
+            out.skipped.append(Skipped(spec.name, "switched off in the configuration (enabled = false)"))
+            continue
+        try:
+            out.rules.append(_translate(spec, job, spec.name in builtin, keep_default))
+        except Untranslatable as exc:
+            out.skipped.append(Skipped(spec.name, str(exc)))
+    return out
+
+
+def _translate(spec: RuleSpec, job: str, builtin: bool, keep_default: float) -> PromRule:
+    labels = {"severity": spec.severity}
+    if builtin and not spec.metric:
+        expr, extra = _builtin_expr(spec.name, job)
+    else:
+        if spec.op not in _OPS:
+            raise Untranslatable(f"op {spec.op!r} is not one of {' '.join(_OPS)}")
+        value_expr, component = translate_metric(spec.metric, job, spec.value)
+        extra = {"component": component} if component else {}
+        if isinstance(spec.value, str):
+            if spec.op not in ("==", "!="):
+                raise Untranslatable(f"a status compares only with == or !=, got {spec.op!r}")
+            # a status set: the named status' series is 1 while it is the current status
+            expr = f"{value_expr} == {1 if spec.op == '==' else 0}"
+        else:
+            if not isinstance(spec.value, (int, float)) or spec.value != spec.value:
+                raise Untranslatable(f"value {spec.value!r} is not a number")
+            expr = f"{value_expr} {spec.op} {_num(spec.value)}"
+    labels.update(extra)
+    annotations = {"summary": spec.summary or f"{spec.name}: {spec.metric} {spec.op} {spec.value}",
+                   "source": "opsdash export prometheus-rules (design.md section 9)"}
+    keep = spec.keep_firing_s if spec.keep_firing_s is not None else keep_default
+    return PromRule(spec.name, expr, spec.for_s, keep, labels, annotations)
+
+
+def _num(v: float) -> str:
+    return repr(int(v)) if float(v).is_integer() else repr(float(v))
+
+
+def _dur(seconds: float) -> str:
+    s = round(seconds * 1000)
+    return f"{s // 1000}s" if s % 1000 == 0 else f"{s}ms"
+
+
+def _y(value: str) -> str:
+    """A YAML double-quoted scalar (a JSON string is one)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def rules_yaml(export: RuleExport) -> str:
+    lines = [
+        "# Prometheus alerting rules exported by `opsdash export prometheus-rules` from design.md",
+        f"# section 9's rules, over the gateway's /metrics (job {export.job!r}).",
+        "# Load with rule_files in prometheus.yml; check with `promtool check rules FILE`.",
+    ]
+    if export.skipped:
+        lines.append("#")
+        lines.append("# Not translated (opsdash keeps evaluating these itself):")
+        for s in export.skipped:
+            lines.append(f"#   {s.name}: {s.reason}")
+    lines += ["groups:", "  - name: opsdash", "    rules:"]
+    for r in export.rules:
+        lines.append(f"      - alert: {r.alert}")
+        lines.append(f"        expr: {_y(r.expr)}")
+        if r.for_s:
+            lines.append(f"        for: {_dur(r.for_s)}")
+        if r.keep_firing_s:
+            lines.append(f"        keep_firing_for: {_dur(r.keep_firing_s)}")
+        lines.append("        labels:")
+        lines += [f"          {k}: {_y(v)}" for k, v in r.labels.items()]
+        lines.append("        annotations:")
+        lines += [f"          {k}: {_y(v)}" for k, v in r.annotations.items()]
+    # a gateway Prometheus cannot scrape shows nothing at all: say so (Prometheus-side only)
+    lines += [
+        "      - alert: opsdash_gateway_unreachable",
+        f"        expr: {_y(f'up{_sel(export.job)} == 0')}",
+        "        for: 30s",
+        "        labels:",
+        f"          severity: {_y('critical')}",
+        "        annotations:",
+        f"          summary: {_y('Prometheus cannot scrape the opsdash gateway {{ $labels.instance }}')}",
+        f"          source: {_y('opsdash export prometheus-rules (Prometheus only: scrape health)')}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# -- the Grafana dashboard --------------------------------------------------------------------------
+
+_DS: Final = {"type": "prometheus", "uid": "${datasource}"}
+
+
+class _Layout:
+    def __init__(self) -> None:
+        self.panels: list[dict[str, Any]] = []
+        self.y = 0
+        self.x = 0
+        self.row_h = 0
+        self.next_id = 1
+
+    def row(self, title: str) -> None:
+        self._newline()
+        self.panels.append({"type": "row", "title": title, "id": self._id(), "collapsed": False,
+                            "panels": [], "gridPos": {"h": 1, "w": 24, "x": 0, "y": self.y}})
+        self.y += 1
+
+    def _newline(self) -> None:
+        if self.x:
+            self.y += self.row_h
+            self.x = 0
+            self.row_h = 0
+
+    def _id(self) -> int:
+        i = self.next_id
+        self.next_id += 1
+        return i
+
+    def add(self, panel: dict[str, Any], w: int, h: int) -> None:
+        if self.x + w > 24:
+            self._newline()
+        panel["id"] = self._id()
+        panel["gridPos"] = {"h": h, "w": w, "x": self.x, "y": self.y}
+        self.panels.append(panel)
+        self.x += w
+        self.row_h = max(self.row_h, h)
+
+
+def _targets(*queries: tuple[str, str]) -> list[dict[str, Any]]:
+    return [{"refId": chr(ord("A") + i), "datasource": _DS, "expr": expr, "legendFormat": legend,
+             "range": True, "instant": False, "editorMode": "code"}
+            for i, (expr, legend) in enumerate(queries)]
+
+
+def _thresholds(*steps: tuple[float | None, str]) -> dict[str, Any]:
+    return {"mode": "absolute", "steps": [{"value": v, "color": c} for v, c in steps]}
+
+
+def _status_mappings() -> list[dict[str, Any]]:
+    return [{"type": "value", "options": {
+        str(code): {"text": s, "color": _STATUS_COLORS[s], "index": code}
+        for s, code in STATUS_CODES.items()}}]
+
+
+def _panel(kind: str, title: str, description: str, targets: list[dict[str, Any]], *,
+           unit: str = "short", min_: float | None = None, max_: float | None = None,
+           thresholds: dict[str, Any] | None = None, mappings: list[dict[str, Any]] | None = None,
+           options: dict[str, Any] | None = None, custom: dict[str, Any] | None = None,
+           decimals: int | None = None) -> dict[str, Any]:
+    defaults: dict[str, Any] = {"unit": unit, "mappings": mappings or [],
+                                "thresholds": thresholds or _thresholds((None, "green")),
+                                "color": {"mode": "thresholds" if kind != "timeseries"
+                                          else "palette-classic"}}
+    if min_ is not None:
+        defaults["min"] = min_
+    if max_ is not None:
+        defaults["max"] = max_
+    if decimals is not None:
+        defaults["decimals"] = decimals
+    if custom is not None:
+        defaults["custom"] = custom
+    return {"type": kind, "title": title, "description": description, "datasource": _DS,
+            "targets": targets, "fieldConfig": {"defaults": defaults, "overrides": []},
+            "options": options or {}}
+
+
+def _stat_options(text_mode: str = "auto", graph: str = "none") -> dict[str, Any]:
+    return {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "orientation": "auto", "textMode": text_mode, "colorMode": "background",
+            "graphMode": graph, "justifyMode": "auto", "wideLayout": True, "showPercentChange": False}
+
+
+def _gauge_options() -> dict[str, Any]:
+    return {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "orientation": "auto", "showThresholdLabels": False, "showThresholdMarkers": True,
+            "minVizHeight": 75, "minVizWidth": 75, "sizing": "auto"}
+
+
+def _ts_options() -> dict[str, Any]:
+    return {"legend": {"showLegend": True, "displayMode": "list", "placement": "bottom", "calcs": []},
+            "tooltip": {"mode": "multi", "sort": "desc"}}
+
+
+def _ts_custom() -> dict[str, Any]:
+    return {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10, "showPoints": "never",
+            "spanNulls": False, "axisPlacement": "auto"}
+
+
+def _split(path: str) -> tuple[str, str]:
+    service, _, metric = path.partition(".")
+    return service, metric
+
+
+def grafana_dashboard(config: Any, job: str = "opsdash") -> dict[str, Any]:
+    """The dashboard's sections as Grafana panels (classic JSON model, ``schemaVersion`` 42).
+
+    Variables: ``datasource`` (any Prometheus data source) and ``job`` (default ``job``).
+    """
+    agg = getattr(config, "aggregator", None)
+
+    def mapped(key: str, default: str) -> tuple[str, str]:
+        return _split(str(getattr(agg, key, default) or default))
+
+    J = "$job"
+    lay = _Layout()
+    rate_w = "$__rate_interval"
+
+    lay.row("Health")
+    lay.add(_panel("stat", "Platform", "The worst component (the view's health.status).",
+                   _targets((_status_code("opsdash_status", J, None), "platform")),
+                   mappings=_status_mappings(), options=_stat_options("value")), 4, 6)
+    lay.add(_panel("stat", "Components now", "Each component's status as the view has it now.",
+                   _targets((_status_code("opsdash_component_status", J, "component"), "{{component}}")),
+                   mappings=_status_mappings(), options=_stat_options("value_and_name")), 20, 6)
+    lay.add(_panel("state-timeline", "Component status over time",
+                   "0 healthy, 1 degraded, 2 down, 3 unknown, as scraped (the scrape interval is the "
+                   "resolution: opsdash itself shows a change within a second).",
+                   _targets((_status_code("opsdash_component_status", J, "component"), "{{component}}")),
+                   mappings=_status_mappings(),
+                   options={"mergeValues": True, "showValue": "never", "alignValue": "left",
+                            "rowHeight": 0.9, "legend": {"showLegend": False, "displayMode": "list",
+                                                         "placement": "bottom"},
+                            "tooltip": {"mode": "single", "sort": "none"}},
+                   custom={"fillOpacity": 80, "lineWidth": 0}), 16, 9)
+    lay.add(_panel("stat", "View age", "Seconds since the gateway last received the view "
+                   "(over 10 s: the aggregator is not publishing).",
+                   _targets((f"max(opsdash_gateway_view_age_seconds{_sel(J)})", "age")), unit="s",
+                   thresholds=_thresholds((None, "green"), (5, "orange"), (10, "red")),
+                   options=_stat_options("value", "area"), decimals=1), 4, 9)
+    lay.add(_panel("stat", "Data completeness", "Share of the reporters' intervals that arrived.",
+                   _targets((f"min(opsdash_data_completeness_ratio{_sel(J)})", "completeness")),
+                   unit="percentunit", min_=0, max_=1,
+                   thresholds=_thresholds((None, "red"), (0.95, "orange"), (0.99, "green")),
+                   options=_stat_options("value", "area"), decimals=2), 4, 9)
+
+    lay.row("Throughput and latency")
+    flows = [("ingest", mapped("ingest_rate", "ingest.messages_received")),
+             ("written", mapped("write_rate", "ingest.messages_written")),
+             ("alerts", mapped("alert_rate", "evaluator.alerts_created")),
+             ("rules", mapped("rules_rate", "evaluator.rules_evaluated")),
+             ("routed", mapped("routed_rate", "dispatcher.alerts_routed")),
+             ("deliveries", mapped("delivery_rate", "delivery.webhooks_sent")),
+             ("delivery failures", mapped("delivery_failed_rate", "delivery.webhooks_failed"))]
+    lay.add(_panel("timeseries", "Throughput (per second)",
+                   "Rates computed by Prometheus from the counter totals of every instance "
+                   "(opsdash_service_events_total), the same counters as the view's metrics.",
+                   _targets(*[(_counter_rate(J, svc, ctr, rate_w), label) for label, (svc, ctr) in flows]),
+                   unit="reqps", min_=0, options=_ts_options(), custom=_ts_custom()), 12, 8)
+    lay.add(_panel("timeseries", "Counter rates by service",
+                   "Every counter of every service, per second.",
+                   _targets((f"sum by (service, counter) (max by (service, exported_instance, counter) "
+                             f"(rate(opsdash_service_events_total{_sel(J)}[{rate_w}])))",
+                             "{{service}} {{counter}}")),
+                   unit="reqps", min_=0, options=_ts_options(), custom=_ts_custom()), 12, 8)
+    lay.add(_panel("timeseries", "Write latency", "InfluxDB write latency p50/p95/p99 over the view's "
+                   "60 s window (quantiles of the merged histograms, relative error < 1 %).",
+                   _targets((f"max by (percentile) (opsdash_influx_write_latency_seconds{_sel(J)})",
+                             "{{percentile}}")),
+                   unit="s", min_=0, options=_ts_options(), custom=_ts_custom()), 12, 8)
+    lay.add(_panel("timeseries", "Instances not healthy", "Instances per service by status.",
+                   _targets((f"sum by (service, status) (max by (service, exported_instance, status) "
+                             f"(opsdash_instance_status{_sel(J)}))", "{{service}} {{status}}")),
+                   min_=0, decimals=0, options=_ts_options(), custom=_ts_custom()), 12, 8)
+
+    lay.row("Capacity")
+    pct = _thresholds((None, "green"), (0.8, "orange"), (0.9, "red"))
+    lay.add(_panel("gauge", "Disk used", "Share of the data volume in use (the seed's 80 % warning).",
+                   _targets((f"max(opsdash_disk_used_ratio{_sel(J)})", "disk")),
+                   unit="percentunit", min_=0, max_=1, thresholds=pct, options=_gauge_options()), 6, 7)
+    lay.add(_panel("gauge", "PostgreSQL connections", "Connections in use / max_connections.",
+                   _targets((f"max(opsdash_postgres_connections{_sel(J, state='used')}) / "
+                             f"max(opsdash_postgres_connections{_sel(J, state='max')})", "connections")),
+                   unit="percentunit", min_=0, max_=1, thresholds=pct, options=_gauge_options()), 6, 7)
+    lay.add(_panel("gauge", "InfluxDB files", "Data files / the configured file limit.",
+                   _targets((f"max(opsdash_influxdb_files{_sel(J)}) / "
+                             f"max(opsdash_influxdb_file_limit{_sel(J)})", "files")),
+                   unit="percentunit", min_=0, max_=1, thresholds=pct, options=_gauge_options()), 6, 7)
+    lay.add(_panel("stat", "Database size", "Size of the platform database.",
+                   _targets((f"max(opsdash_postgres_database_bytes{_sel(J)})", "database")),
+                   unit="bytes", options=_stat_options("value", "area")), 6, 7)
+    lay.add(_panel("gauge", "Memory by container or service",
+                   "Memory in use / its limit (Docker, or cgroup v2 / /proc where there is no Docker).",
+                   _targets((f"max by (container) (opsdash_container_memory_bytes{_sel(J)}) / "
+                             f"max by (container) (opsdash_container_memory_limit_bytes{_sel(J)})",
+                             "{{container}}")),
+                   unit="percentunit", min_=0, max_=1, thresholds=pct, options=_gauge_options()), 12, 7)
+    lay.add(_panel("timeseries", "Memory in use", "Bytes per container or service.",
+                   _targets((f"max by (container) (opsdash_container_memory_bytes{_sel(J)})",
+                             "{{container}}")),
+                   unit="bytes", min_=0, options=_ts_options(), custom=_ts_custom()), 12, 7)
+
+    lay.row("Platform")
+    for entity, title in (("tenants", "Tenants"), ("devices", "Devices"), ("alerts", "Alerts"),
+                          ("integrations", "Integrations")):
+        lay.add(_panel("stat", title, f"Platform {entity} by state (platform probe).",
+                       _targets((f"max by (state) (opsdash_platform_{entity}{_sel(J)})", "{{state}}")),
+                       decimals=0, thresholds=_thresholds((None, "blue")),
+                       options={**_stat_options("value_and_name"), "colorMode": "value"}), 6, 5)
+
+    lay.row("Errors")
+    lay.add(_panel("timeseries", "Errors over the last hour", "Errors of each category over the "
+                   "last hour (a rolling count), as scraped.",
+                   _targets((f"max by (kind) (opsdash_errors_last_hour{_sel(J)})", "{{kind}}")),
+                   min_=0, decimals=0, options=_ts_options(), custom=_ts_custom()), 16, 7)
+    lay.add(_panel("stat", "Quarantined messages", "Messages the aggregator refused (per second).",
+                   _targets((f"max(rate(opsdash_quarantined_messages_total{_sel(J)}[{rate_w}]))",
+                             "quarantined")),
+                   unit="reqps", thresholds=_thresholds((None, "green"), (0.1, "orange")),
+                   options=_stat_options("value", "area")), 8, 7)
+
+    return {
+        "uid": DASHBOARD_UID,
+        "title": "opsdash: platform operator view",
+        "description": "The opsdash dashboard's sections over the gateway's /metrics "
+                       "(opsdash export grafana-dashboard; docs/deploy.md).",
+        "tags": ["opsdash"],
+        "editable": True,
+        "graphTooltip": 1,
+        "timezone": "browser",
+        "refresh": "10s",
+        "time": {"from": "now-1h", "to": "now"},
+        "timepicker": {},
+        "fiscalYearStartMonth": 0,
+        "liveNow": False,
+        "links": [],
+        "schemaVersion": SCHEMA_VERSION,
+        "version": 1,
+        "annotations": {"list": [{
+            "builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True,
+            "hide": True, "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts",
+            "type": "dashboard"}]},
+        "templating": {"list": [
+            {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
+             "current": {}, "hide": 0, "includeAll": False, "multi": False, "options": [],
+             "refresh": 1, "regex": "", "skipUrlSync": False},
+            {"name": "job", "label": "Job", "type": "query", "datasource": _DS,
+             "definition": "label_values(opsdash_gateway_view_seq, job)",
+             "query": {"query": "label_values(opsdash_gateway_view_seq, job)", "refId": "job",
+                       "qryType": 1},
+             "current": {"selected": True, "text": job, "value": job},
+             "hide": 0, "includeAll": False, "multi": False, "options": [], "refresh": 2,
+             "regex": "", "skipUrlSync": False, "sort": 1},
+        ]},
+        "panels": lay.panels,
+    }
+
+
+def dashboard_expressions(dashboard: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(panel title, expression) of every query of a dashboard, rows included."""
+    out: list[tuple[str, str]] = []
+
+    def walk(panels: Iterable[Mapping[str, Any]]) -> None:
+        for p in panels:
+            for t in p.get("targets") or []:
+                out.append((str(p.get("title")), str(t["expr"])))
+            walk(p.get("panels") or [])
+
+    walk(dashboard.get("panels") or [])
+    return out
