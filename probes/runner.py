@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -31,6 +30,7 @@ from probes.config import ProbeSettings
 from probes.core import ProbeError, ProbeState, Reading, TimedOut, judge
 from telemetry_bus.config import MqttConfig
 from telemetry_bus.contract import ProbeResult, encode, topics
+from telemetry_bus.reconnect import Backoff, reconnect_forever
 
 __all__ = ["MqttPublisher", "Probe", "ProbeRunner", "build_probes", "run_probes"]
 
@@ -161,29 +161,31 @@ class MqttPublisher:
                               tls_params=aiomqtt.TLSParameters() if ep.tls else None)
 
     async def run(self) -> None:
-        backoff = self.backoff_initial_s
+        backoff = Backoff(self.backoff_initial_s, self.backoff_max_s)
         down_since: float | None = None
-        while True:
-            try:
-                async with self._client() as client:
-                    self.connected.set()
-                    if down_since is not None:
-                        log.info("probes: broker reachable again after %.1f s", time.monotonic() - down_since)
-                    down_since = None
-                    backoff = self.backoff_initial_s
-                    async with asyncio.TaskGroup() as tg:
-                        tg.create_task(self._drain(client), name="probes-publish")
-                        # iterating messages raises MqttError when the connection drops, also while
-                        # there is nothing to publish (we subscribe to nothing)
-                        tg.create_task(self._watch(client), name="probes-watch")
-            except* aiomqtt.MqttError as group:
-                exc = group.exceptions[0]
-                self.connected.clear()
-                if down_since is None:
-                    down_since = time.monotonic()
-                    log.warning("probes: broker unreachable (%s); keeping the latest result per target", exc)
-                await asyncio.sleep(random.uniform(backoff / 2, backoff))
-                backoff = min(self.backoff_max_s, backoff * 2)
+
+        async def session() -> None:
+            nonlocal down_since
+            async with self._client() as client:
+                self.connected.set()
+                if down_since is not None:
+                    log.info("probes: broker reachable again after %.1f s", time.monotonic() - down_since)
+                down_since = None
+                backoff.reset()
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._drain(client), name="probes-publish")
+                    # iterating messages raises MqttError when the connection drops, also while
+                    # there is nothing to publish (we subscribe to nothing)
+                    tg.create_task(self._watch(client), name="probes-watch")
+
+        def lost(_exc: Exception) -> None:
+            nonlocal down_since
+            self.connected.clear()
+            if down_since is None:
+                down_since = time.monotonic()
+
+        await reconnect_forever(session, backoff, what="probes (keeping the latest result per target)",
+                                logger=log, on_lost=lost)
 
     @staticmethod
     async def _watch(client: aiomqtt.Client) -> None:

@@ -29,7 +29,6 @@ import contextlib
 import logging
 import math
 import os
-import random
 import secrets
 import time
 from collections import deque
@@ -51,6 +50,7 @@ from telemetry_bus.contract import (
     topics,
 )
 from telemetry_bus.histogram import REPORTER_MAX_BUCKETS, ExpHistogram
+from telemetry_bus.reconnect import Backoff, reconnect_forever
 
 __all__ = ["Reporter", "ReporterCore", "new_boot_id"]
 
@@ -295,27 +295,22 @@ class Reporter:
         )
 
     async def _run(self) -> None:
-        backoff = self.backoff_initial_s
-        while not self._stopping:
-            try:
-                async with self._client() as client:
-                    self.connects += 1
-                    backoff = self.backoff_initial_s
-                    await client.publish(self._t_status, encode(self.core.status(
-                        "online", self.clock(), "", self.version, self.depends_on)), qos=1, retain=True)
-                    self.connected.set()
-                    log.debug("%s/%s connected", self.service, self.instance)
-                    await self._connected_loop(client)
-                    return
-            except aiomqtt.MqttError as exc:
-                self.connected.clear()
-                if self._stopping:
-                    return
-                delay = random.uniform(backoff / 2, backoff)
-                log.info("%s/%s: broker unreachable (%s); retrying in %.1f s",
-                         self.service, self.instance, exc, delay)
-                await self._sleep_or_stop(delay)
-                backoff = min(backoff * 2, self.backoff_max_s)
+        backoff = Backoff(self.backoff_initial_s, self.backoff_max_s)
+
+        async def session() -> None:
+            async with self._client() as client:
+                self.connects += 1
+                backoff.reset()
+                await client.publish(self._t_status, encode(self.core.status(
+                    "online", self.clock(), "", self.version, self.depends_on)), qos=1, retain=True)
+                self.connected.set()
+                log.debug("%s/%s connected", self.service, self.instance)
+                await self._connected_loop(client)
+
+        if not self._stopping:
+            await reconnect_forever(session, backoff, what=f"{self.service}/{self.instance}", logger=log,
+                                    on_lost=lambda _exc: self.connected.clear(), sleep=self._sleep_or_stop,
+                                    stopping=lambda: self._stopping)
 
     async def _sleep_or_stop(self, delay: float) -> None:
         self._wake.clear()

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import random
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -26,6 +25,7 @@ from telemetry_bus.aio import cancel_and_wait
 from telemetry_bus.contract import ViewPatch, ViewSnapshot, encode, topics
 from telemetry_bus.fold import Fold, TickOutput
 from telemetry_bus.graph import GraphSection
+from telemetry_bus.reconnect import Backoff, reconnect_forever
 
 if TYPE_CHECKING:
     from opsdash.config import Config
@@ -99,29 +99,28 @@ class AggregatorService:
             await asyncio.shield(cancel_and_wait(tasks))
 
     async def _connection_loop(self) -> None:
-        backoff = 0.2
-        while True:
-            try:
-                async with self._new_client() as client:
-                    await client.subscribe(f"{self.root}/v1/svc/#", qos=1)
-                    await client.subscribe(f"{self.root}/v1/probe/#", qos=1)
-                    self._client = client
-                    self._need_snapshot = True  # gateways may have missed patches while we were away
-                    self.connected.set()
-                    backoff = 0.2
-                    log.info("aggregator %s subscribed on %s:%s under %s", self.acfg.id,
-                             *self._where(), self.root)
-                    # Messages are folded as they arrive (see _folding_queue); this only waits for
-                    # the connection to end, which raises MqttError.
-                    async for _ in client.messages:
-                        pass
-            except aiomqtt.MqttError as exc:
-                self._client = None
-                self.connected.clear()
-                delay = random.uniform(backoff / 2, backoff)
-                log.warning("aggregator: broker connection lost (%s); reconnecting in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                backoff = min(backoff * 2, 5.0)
+        backoff = Backoff(0.2, 5.0)
+
+        async def session() -> None:
+            async with self._new_client() as client:
+                await client.subscribe(f"{self.root}/v1/svc/#", qos=1)
+                await client.subscribe(f"{self.root}/v1/probe/#", qos=1)
+                self._client = client
+                self._need_snapshot = True  # gateways may have missed patches while we were away
+                self.connected.set()
+                backoff.reset()
+                log.info("aggregator %s subscribed on %s:%s under %s", self.acfg.id, *self._where(),
+                         self.root)
+                # Messages are folded as they arrive (see _folding_queue); this only waits for the
+                # connection to end, which raises MqttError.
+                async for _ in client.messages:
+                    pass
+
+        def lost(_exc: Exception) -> None:
+            self._client = None
+            self.connected.clear()
+
+        await reconnect_forever(session, backoff, what="aggregator", logger=log, on_lost=lost)
 
     def _where(self) -> tuple[str, int]:
         ep = self.config.mqtt.endpoint()
