@@ -3,7 +3,8 @@
     opsdash aggregator   fold the bus into the view and publish it
     opsdash probes       run the active checks and publish their results
     opsdash gateway      serve the view: WebSocket, REST, frontend
-    opsdash up           all three in one process
+    opsdash recorder     write what the bus carries into the history database (OPSDASH_HISTORY_URL)
+    opsdash up           all of them in one process (the recorder when history is on)
     opsdash demo         up + a simulated platform (private broker/database when none is configured)
     opsdash watch URL    terminal client of a gateway (wall screen without a browser)
     opsdash export grafana-dashboard|prometheus-rules   the Prometheus/Grafana migration path
@@ -34,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("aggregator", help="fold the bus into the view and publish it")
     sub.add_parser("probes", help="run the active checks and publish their results")
     sub.add_parser("gateway", help="serve the view over WebSocket and REST, and the frontend")
-    sub.add_parser("up", help="aggregator + probes + gateway in one process")
+    sub.add_parser("recorder", help="write the bus into the history database (needs OPSDASH_HISTORY_URL)")
+    sub.add_parser("up", help="aggregator + probes + gateway (+ recorder with history on) in one process")
     demo = sub.add_parser(
         "demo", help="up + a simulated platform, with private servers if needed",
         description="Everything on one machine: aggregator, probes, gateway with the dashboard, a "
@@ -51,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
                                         "/healthz (and its broker connection), the aggregator's view "
                                         "patches on the bus, the probes' heartbeat on the bus. Exit 0 "
                                         "when healthy, 1 when not; one line says why.")
-    health.add_argument("part", choices=["gateway", "aggregator", "probes"])
+    health.add_argument("part", choices=["gateway", "aggregator", "probes", "recorder"])
     health.add_argument("--url", help="gateway base URL (default: from gateway.listen)")
     health.add_argument("--instance", help="instance id (default: aggregator.id, or the host name)")
     health.add_argument("--timeout", type=float, help="seconds to wait (default: 3 intervals + 2)")
@@ -123,11 +125,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "gateway":
                 from gateway.server import run_gateway
                 asyncio.run(run_gateway(config))
+            case "recorder":
+                from history.recorder import HISTORY_OFF, run_recorder
+                if not config.history.enabled:
+                    print(f"opsdash recorder: {HISTORY_OFF}", file=sys.stderr)
+                    return 2
+                asyncio.run(run_recorder(config))
             case "up":
                 from gateway.server import run_gateway
+                from history.recorder import HISTORY_OFF, run_recorder
                 from probes.runner import run_probes
                 from telemetry_bus.service import run_aggregator
-                asyncio.run(_run_parts([run_aggregator, run_probes, run_gateway], config))
+                parts = [run_aggregator, run_probes, run_gateway]
+                if config.history.enabled:
+                    parts.append(run_recorder)
+                else:
+                    log.info("opsdash up: %s", HISTORY_OFF)
+                asyncio.run(_run_parts(parts, config))
             case "demo":
                 from opsdash.demo import run_demo
                 return run_demo(config, args)

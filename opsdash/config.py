@@ -16,6 +16,7 @@ variable                   key
 ``OPSDASH_OIDC_AUDIENCE``  ``gateway.oidc_audience``
 ``OPSDASH_DATABASE_URL``   ``probes.database_url``
 ``OPSDASH_INTERVAL_S``     ``reporter.interval_s``
+``OPSDASH_HISTORY_URL``    ``history.url``
 =========================  ==========================
 
 Every other key can be set as ``OPSDASH_<SECTION>__<KEY>`` (double underscores between levels, e.g.
@@ -33,6 +34,7 @@ from typing import Any, Final
 import msgspec
 
 from gateway.config import GatewayConfig
+from history.config import HistoryConfig, RecorderConfig
 from probes.config import ProbesConfig
 from telemetry_bus.config import AggregatorConfig, MqttConfig, ReporterConfig
 from telemetry_bus.graph import GraphConfig, GraphConfigError
@@ -47,6 +49,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     gateway: GatewayConfig = GatewayConfig()
     probes: ProbesConfig = ProbesConfig()
     graph: GraphConfig = GraphConfig()
+    history: HistoryConfig = HistoryConfig()
+    recorder: RecorderConfig = RecorderConfig()
 
 
 class ConfigError(Exception):
@@ -63,6 +67,7 @@ ENV_ALIASES: Final[dict[str, tuple[str, ...]]] = {
     "OPSDASH_OIDC_AUDIENCE": ("gateway", "oidc_audience"),
     "OPSDASH_DATABASE_URL": ("probes", "database_url"),
     "OPSDASH_INTERVAL_S": ("reporter", "interval_s"),
+    "OPSDASH_HISTORY_URL": ("history", "url"),
 }
 _LIST_ALIASES: Final = {"OPSDASH_TOKENS"}
 #: Variables read elsewhere (not config keys); listed so that they are not mistaken for typos.

@@ -7,6 +7,7 @@ Each part (aggregator, probes, gateway) runs a :class:`telemetry_bus.reporter.Re
 - ``gateway``: ``GET /healthz`` answers 200 and the gateway is connected to the broker.
 - ``aggregator``: a view patch arrives on ``<root>/v1/view/patch`` within a few ticks (the aggregator
   is folding and publishing), and its own heartbeat is not ``down``/``offline``, when it reports one.
+- ``recorder``: like ``probes`` (its heartbeat says ``degraded`` while the history database is away).
 - ``probes``: its heartbeat (``<root>/v1/svc/opsdash-probes/<instance>/metrics``) arrives within
   3 intervals, and is not ``down``.
 
@@ -33,8 +34,8 @@ if TYPE_CHECKING:
     from opsdash.config import Config
     from telemetry_bus.reporter import Reporter
 
-Part = Literal["aggregator", "probes", "gateway"]
-PARTS: Final[tuple[Part, ...]] = ("aggregator", "probes", "gateway")
+Part = Literal["aggregator", "probes", "gateway", "recorder"]
+PARTS: Final[tuple[Part, ...]] = ("aggregator", "probes", "gateway", "recorder")
 
 
 def service_name(part: str) -> str:

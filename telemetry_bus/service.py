@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 
@@ -59,6 +59,10 @@ class AggregatorService:
         #: opsdash watches itself: set by run_aggregator, fed with the fold's own counters every tick.
         self.reporter: Reporter | None = None
         self._reported = {"messages_folded": 0, "quarantined": 0, "duplicates": 0, "missing_intervals": 0}
+        #: history on: publish each second's record for the recorder (history/second.py)
+        self.history = config.history.enabled
+        self._feed_pending: list[dict[str, Any]] = []
+        self._second_sent = 0
 
     def _on_message(self, message: aiomqtt.Message) -> None:
         payload = message.payload
@@ -150,6 +154,8 @@ class AggregatorService:
             out = self.fold.tick(self.clock(), full=full)
             self.last = out
             await self._publish(out)
+            if self.history:
+                await self._publish_second(out, full)
             work = time.perf_counter() - started
             last_tick = self.clock()
             if self.reporter is not None:
@@ -166,6 +172,25 @@ class AggregatorService:
             self._reported[name] = value
         rep.set_gauge("instances_seen", sum(len(s.instances) for s in fold.services.values()))
         rep.observe("tick_ms", tick_ms)
+
+    async def _publish_second(self, out: TickOutput, full: bool) -> None:
+        """The recorder's input: one record per regular tick (feed entries of early ticks kept for it)."""
+        from history.second import second_record, topic
+
+        self._feed_pending.extend(out.errors)
+        sec = math.floor(out.ts)
+        if not full or sec == self._second_sent:
+            return  # one record per second, however short the tick
+        self._second_sent = sec
+        feed, self._feed_pending = self._feed_pending[-500:], []
+        client = self._client
+        if client is None:
+            return
+        record = second_record(self.fold, out.view, out.ts, feed)
+        try:
+            await client.publish(topic(self.root), encode(record), qos=1)
+        except aiomqtt.MqttError as exc:
+            log.warning("aggregator: could not publish the history second (%s)", exc)
 
     async def _publish(self, out: TickOutput) -> None:
         client = self._client
