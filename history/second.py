@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Final
 
-from telemetry_bus.fold import RATE_LAG_S
+from telemetry_bus.state import RATE_LAG_S
 
 if TYPE_CHECKING:
     from telemetry_bus.fold import Fold

@@ -21,7 +21,7 @@ import asyncpg
 
 from history.schema import drop_expired, ensure_partitions, migrate
 from telemetry_bus.contract import Hist
-from telemetry_bus.histogram import ExpHistogram
+from telemetry_bus.histogram import WINDOW_MAX_BUCKETS, ExpHistogram
 
 __all__ = ["Item", "Writer", "dt", "kind_of"]
 
@@ -80,7 +80,7 @@ def hist_row(series_id: int, ts: datetime, h: ExpHistogram | Hist) -> tuple[Any,
 def hist_from_row(r: Any) -> ExpHistogram:
     return ExpHistogram.from_wire(Hist(scale=r["scale"], zero_count=r["zero_count"], offset=r["offset"],
                                        counts=list(r["counts"]), count=r["count"], sum=r["sum"],
-                                       min=r["min"], max=r["max"]))
+                                       min=r["min"], max=r["max"]), WINDOW_MAX_BUCKETS)
 
 
 class Writer:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import pytest
 
 from history.schema import (
     PARTITIONED,
@@ -35,16 +36,23 @@ async def test_migrate_from_empty_then_idempotent(database_url: str) -> None:
         await conn.close()
 
 
-async def test_upgrade_from_previous_version_keeps_data(database_url: str) -> None:
-    """A database left by the previous version (with data in it) is upgraded at start."""
+@pytest.mark.parametrize("start", range(1, SCHEMA_VERSION))
+async def test_upgrade_from_an_older_version_keeps_data(database_url: str, start: int) -> None:
+    """A database left by an older version (with data in it) is upgraded at start, data kept."""
     conn = await asyncpg.connect(database_url)
     try:
-        assert await migrate(conn, target=SCHEMA_VERSION - 1, now=NOW) == list(range(1, SCHEMA_VERSION))
+        assert await migrate(conn, target=start, now=NOW) == list(range(1, start + 1))
         await conn.execute("INSERT INTO series (id, name, kind) VALUES (1, 'ingest_rate', 'rate')")
         await conn.execute("INSERT INTO frames (ts, vals) VALUES ($1, $2)", NOW, [125.5])
-        assert await conn.fetchval("SELECT to_regclass('rollup_15m')") is None
-        assert await migrate(conn, now=NOW) == [SCHEMA_VERSION]
+        await conn.execute("INSERT INTO events (ts, service, instance, boot, seq, type, severity, message) "
+                           "VALUES ($1, 'ingest', 'i-1', 'b', 1, 'parse_error', 'error', 'bad payload')", NOW)
+        if start < 2:
+            assert await conn.fetchval("SELECT to_regclass('rollup_15m')") is None
+        assert await migrate(conn, now=NOW) == list(range(start + 1, SCHEMA_VERSION + 1))
+        assert await schema_version(conn) == SCHEMA_VERSION
         assert await conn.fetchval("SELECT vals[1] FROM frames WHERE ts = $1", NOW) == 125.5
+        assert await conn.fetchval("SELECT count(*) FROM events WHERE search @@ plainto_tsquery('simple', "
+                                   "'payload')") == 1
         assert next(d for _, d in await partitions(conn, "rollup_15m")) == NOW.date()
         await conn.execute("INSERT INTO rollup_15m VALUES (1, $1, 900, 9.0, 0.0, 1.0)", NOW)
     finally:
