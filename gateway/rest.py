@@ -13,6 +13,7 @@ from typing import Any, Final
 
 __all__ = [
     "SEED_SECTIONS",
+    "SERIES_NAME",
     "PromWriter",
     "SeriesQueryError",
     "prometheus_text",
@@ -96,37 +97,34 @@ class SeriesQueryError(ValueError):
     """A bad ``/operator/system/series`` query; the message says what is wrong."""
 
 
-def series_query(state: Mapping[str, Any], names: str | None, since: str | None) -> dict[str, Any]:
+#: What a series name looks like (the view's ``series`` keys; gateway/openapi.json says the same).
+SERIES_NAME: Final = r"^[A-Za-z0-9_:.-]{1,100}$"
+
+
+def series_query(state: Mapping[str, Any], names: list[str] | None,
+                 since: float | None) -> dict[str, Any]:
     """``{"series": {name: [[ts, v], ...]}, "since": float|None, "series_len": int}``.
 
-    ``names`` is a comma-separated list (all series when absent); ``since`` keeps points with
-    ts > since (Unix seconds). Unknown names or a bad ``since`` raise SeriesQueryError.
+    ``names`` selects series (all when None); ``since`` keeps points with ts > since (Unix seconds).
+    An unknown name raises SeriesQueryError. The query itself was parsed by gateway/query.py.
     """
     raw = state.get("series")
     series: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    wanted = sorted(series) if not names else [n.strip() for n in names.split(",") if n.strip()]
+    wanted = sorted(series) if names is None else list(dict.fromkeys(names))
     unknown = [n for n in wanted if n not in series]
     if unknown:
         raise SeriesQueryError(f"unknown series {', '.join(map(repr, unknown[:10]))}; "
                                f"known: {', '.join(sorted(series)) or '(none yet)'}")
-    cutoff: float | None = None
-    if since not in (None, ""):
-        try:
-            cutoff = float(since)
-        except ValueError:
-            raise SeriesQueryError(f"since must be Unix seconds, got {since!r:.60}") from None
-        if not math.isfinite(cutoff):
-            raise SeriesQueryError(f"since must be a finite number, got {since!r:.60}")
     out: dict[str, list[Any]] = {}
     for name in wanted:
         points = series[name] if isinstance(series[name], list) else []
-        if cutoff is not None:
+        if since is not None:
             points = [p for p in points if isinstance(p, list) and p and _num(p[0]) is not None
-                      and p[0] > cutoff]
+                      and p[0] > since]
         out[name] = points
     meta = state.get("meta")
     series_len = meta.get("series_len") if isinstance(meta, dict) else None
-    return {"series": out, "since": cutoff, "series_len": series_len}
+    return {"series": out, "since": since, "series_len": series_len}
 
 
 # -- Prometheus text exposition ---------------------------------------------------------------------

@@ -25,33 +25,48 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import gzip
 import http
+import inspect
 import ipaddress
-import json
 import logging
 import os
 import random
 import socket
 import ssl
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
-from urllib.parse import parse_qs, urlsplit
+from typing import Annotated, Any, Final
+from urllib.parse import urlsplit
 
 import aiomqtt
 import msgspec
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from gateway.auth import Authenticator, AuthError, JwksCache, Principal, bearer
 from gateway.config import GatewayConfig, parse_listen
-from gateway.rest import SEED_SECTIONS, SeriesQueryError, prometheus_text, section, series_query
+from gateway.endpoints import INSTALLERS
+from gateway.errors import ProtocolError, decode_json
+from gateway.httpserver import BodyConnection, BodyRequest, accepts_gzip, none_match
+from gateway.query import QueryError, Time, parse_query
+from gateway.rest import (
+    SEED_SECTIONS,
+    SERIES_NAME,
+    SeriesQueryError,
+    prometheus_text,
+    section,
+    series_query,
+)
+from gateway.routes import HttpRequest, Match, NoMatch, Reply, RouteTable
 from gateway.static import StaticFiles
 from gateway.store import Outcome, Sections, ViewStore, parse_sections
 from telemetry_bus.config import MqttConfig
@@ -112,6 +127,9 @@ class Client:
     live: bool = False
 
 
+MessageHandler = Callable[["Client", dict[str, Any]], Awaitable[None]]
+
+
 @dataclass
 class Counters:
     """The gateway's own figures: in /healthz, and reported on the bus as opsdash-gateway."""
@@ -132,25 +150,36 @@ class Counters:
         self.refused[reason] = self.refused.get(reason, 0) + 1
 
 
-def _json_response(status: int, body: Any, extra: list[tuple[str, str]] | None = None,
-                   accept_encoding: str | None = None) -> Response:
-    data = body if isinstance(body, bytes) else _encoder.encode(body)
-    headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store"), *(extra or [])]
-    if len(data) >= _GZIP_MIN and "gzip" in (accept_encoding or "").lower():
-        data = gzip.compress(data, compresslevel=5)
-        headers += [("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")]
-    return _response(status, headers, data)
-
-
 def _response(status: int, headers: list[tuple[str, str]], body: bytes) -> Response:
     h = Headers(headers)
-    h["Content-Length"] = str(len(body))
+    if status != 304:
+        h["Content-Length"] = str(len(body))
+    h["Date"] = email.utils.formatdate(usegmt=True)
     h["Connection"] = "close"
     return Response(status, http.HTTPStatus(status).phrase, h, body)
 
 
-def _error(status: int, code: str, message: str, extra: list[tuple[str, str]] | None = None) -> Response:
-    return _json_response(status, {"error": code, "message": message}, extra)
+def _error(status: int, code: str, message: str, extra: list[tuple[str, str]] | None = None,
+           parameter: str | None = None) -> Response:
+    body: dict[str, Any] = {"error": code, "message": message}
+    if parameter is not None:
+        body["parameter"] = parameter
+    return _response(status, [("Content-Type", "application/json"), ("Cache-Control", "no-store"),
+                              *(extra or [])], _encoder.encode(body))
+
+
+class LiveParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Query of the WebSocket URL (docs/websocket.md): the sections, like a hello's."""
+
+    sections: list[str] | None = None
+
+
+class SeriesParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Query of ``GET /operator/system/series``."""
+
+    names: Annotated[list[Annotated[str, msgspec.Meta(pattern=SERIES_NAME)]],
+                     msgspec.Meta(max_length=64)] | None = None
+    since: Time | None = None
 
 
 def _is_loopback(host: str) -> bool:
@@ -206,6 +235,15 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         self._openapi: bytes | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self._on_start: list[Callable[[], Awaitable[None]]] = []
+        self._on_stop: list[Callable[[], Awaitable[None]]] = []
+        self.routes = RouteTable()
+        self._messages: dict[str, MessageHandler] = {}
+        self.on_message("hello", self._msg_hello)
+        self.on_message("resync", self._msg_resync)
+        self._builtin_routes()
+        for install in INSTALLERS:
+            install(self)
 
     # -- lifecycle -----------------------------------------------------------------------------------
     @property
@@ -220,12 +258,15 @@ class Gateway:
         return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
+        for fn in self._on_start:
+            await fn()
         self._server = await serve(
             self._handler, self.host, self._port, process_request=self._process_request,
             compression="deflate" if self.cfg.compression == "deflate" else None,
             max_size=self.cfg.max_message_bytes, max_queue=4,
             ping_interval=self.cfg.ping_interval_s, ping_timeout=self.cfg.ping_timeout_s,
-            server_header="opsdash-gateway", logger=logging.getLogger("opsdash.gateway.ws"))
+            server_header="opsdash-gateway", create_connection=BodyConnection,
+            logger=logging.getLogger("opsdash.gateway.ws"))
         if self.auth.jwks is not None:
             self._tasks.append(asyncio.create_task(self._first_jwks(), name="gateway-jwks"))
         self._tasks.append(asyncio.create_task(self._mqtt_loop(), name="gateway-mqtt"))
@@ -247,6 +288,11 @@ class Gateway:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        for fn in reversed(self._on_stop):
+            try:
+                await fn()
+            except Exception:
+                log.exception("stopping %s failed", getattr(fn, "__qualname__", fn))
 
     async def __aenter__(self) -> Gateway:
         await self.start()
@@ -521,14 +567,14 @@ class Gateway:
                                    f"more than {self.cfg.max_connections_per_address} connections "
                                    f"from {address}")
                 return
-            query = parse_qs(urlsplit(conn.request.path).query) if conn.request else {}
-            wanted: Sections = None
-            if "sections" in query:
-                try:
-                    wanted = parse_sections(query["sections"][0].split(","))
-                except ValueError as exc:
-                    await self._refuse(c, CLOSE_POLICY, "bad_request", str(exc))
-                    return
+            try:
+                query = parse_query(urlsplit(conn.request.path).query if conn.request else "",
+                                    LiveParams, self.wallclock())
+                wanted = parse_sections(query.sections)
+            except (QueryError, ProtocolError) as exc:
+                self.counters.refuse("bad_message")
+                await self._refuse(c, CLOSE_POLICY, "bad_request", str(exc))
+                return
             if c.principal is None and not self.auth.required:
                 c.principal = await self.auth.verify(None)
             if c.principal is not None:
@@ -550,11 +596,39 @@ class Gateway:
             async for raw in conn:
                 if not await self._on_message(c, raw, first=False):
                     return
-        except ConnectionClosed:
-            pass
+        except ConnectionClosed as exc:
+            if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
+                self.counters.refuse("message_too_big")  # websockets closed it with 1009
         finally:
             self._unregister(c)
             self.pending.pop(conn, None)
+
+    def on_message(self, kind: str, handler: MessageHandler) -> None:
+        """Handle client messages of ``type`` ``kind`` (one handler per type; docs/websocket.md).
+
+        ``handler(client, message)`` runs after the rate limit and JSON decoding; it raises
+        ProtocolError for bad input (the client gets ``error`` + the close code, counted), AuthError
+        for a refused credential. Any other exception is a bug: logged, the client gets 1011.
+        """
+        if kind in self._messages:
+            raise ValueError(f"client message type {kind!r} already has a handler")
+        self._messages[kind] = handler
+
+    async def _msg_hello(self, c: Client, msg: dict[str, Any]) -> None:
+        sections = parse_sections(msg.get("sections"))
+        token = msg.get("token")
+        if token is not None and not isinstance(token, str):
+            raise ProtocolError("token must be a string")
+        principal = c.principal
+        if token is not None or principal is None:
+            principal = await self.auth.verify(token)
+        c.principal = principal
+        self._register(c, self._allowed_sections(principal, sections))
+
+    async def _msg_resync(self, c: Client, msg: dict[str, Any]) -> None:
+        if not c.live:
+            raise ProtocolError("resync before hello", "unauthorized", CLOSE_UNAUTHORIZED)
+        self._send_snapshot(c)
 
     async def _on_message(self, c: Client, raw: str | bytes, first: bool) -> bool:
         """Handle one client message; False when the client was refused (and closed)."""
@@ -565,45 +639,93 @@ class Gateway:
             return False
         try:
             if isinstance(raw, bytes):
-                raise ValueError("binary frames are not part of the protocol")
-            msg = json.loads(raw)
+                raise ProtocolError("binary frames are not part of the protocol")
+            msg: Any = decode_json(raw)
             if not isinstance(msg, dict):
-                raise ValueError("a message is a JSON object")
+                raise ProtocolError("a message is a JSON object")
             kind = msg.get("type")
             if first and kind != "hello":
-                raise PermissionError("the first message must be a hello with a token")
-            match kind:
-                case "hello":
-                    sections = parse_sections(msg.get("sections"))
-                    token = msg.get("token")
-                    if token is not None and not isinstance(token, str):
-                        raise ValueError("token must be a string")
-                    principal = c.principal
-                    if token is not None or principal is None:
-                        principal = await self.auth.verify(token)
-                    c.principal = principal
-                    self._register(c, self._allowed_sections(principal, sections))
-                case "resync":
-                    if not c.live:
-                        raise PermissionError("resync before hello")
-                    self._send_snapshot(c)
-                case _:
-                    raise ValueError(f"unknown message type {kind!r:.40}")
+                raise ProtocolError("the first message must be a hello with a token", "unauthorized",
+                                    CLOSE_UNAUTHORIZED)
+            handler = self._messages.get(kind) if isinstance(kind, str) else None
+            if handler is None:
+                raise ProtocolError(f"unknown message type {kind!r:.40}")
+            await handler(c, msg)
         except AuthError as exc:
             self.counters.auth_failures_total += 1
             code = CLOSE_FORBIDDEN if exc.status == 403 else CLOSE_UNAUTHORIZED
             await self._refuse(c, code, exc.code, exc.message)
             return False
-        except PermissionError as exc:
-            await self._refuse(c, CLOSE_UNAUTHORIZED, "unauthorized", str(exc))
-            return False
-        except ValueError as exc:  # includes json.JSONDecodeError
-            self.counters.refuse("bad_message")
-            await self._refuse(c, CLOSE_POLICY, "bad_request", str(exc)[:200])
+        except ProtocolError as exc:
+            if exc.close == CLOSE_POLICY:
+                self.counters.refuse("bad_message")
+            await self._refuse(c, exc.close, exc.code, exc.message)
             return False
         return True
 
     # -- HTTP ----------------------------------------------------------------------------------------
+    def _builtin_routes(self) -> None:
+        r = self.routes
+        r.get("/healthz", self._get_healthz, auth="public")
+        r.get("/openapi.json", self._get_openapi, auth="public")
+        r.get("/metrics", self._get_metrics)
+        for name in SEED_SECTIONS:
+            r.get(f"/operator/system/{name}", self._get_section, section=name)
+        r.get("/operator/system/series", self._get_series, section="series", query=SeriesParams)
+
+    def on_start(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run ``fn`` when the gateway starts (before it listens): an endpoint module's resources."""
+        self._on_start.append(fn)
+
+    def on_stop(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run ``fn`` when the gateway stops (after it stopped listening)."""
+        self._on_stop.append(fn)
+
+    def _get_healthz(self, req: HttpRequest) -> Reply:
+        return Reply(200, self.health(req.mono_now))
+
+    def _get_openapi(self, req: HttpRequest) -> Reply:
+        if self._openapi is None:
+            self._openapi = OPENAPI_PATH.read_bytes()
+        return Reply(200, self._openapi, cache="no-cache", etag=f"openapi-{len(self._openapi):x}-"
+                     f"{zlib.crc32(self._openapi):08x}")
+
+    def _get_metrics(self, req: HttpRequest) -> Reply:
+        text = prometheus_text(self.store.state, self.gateway_figures(req.mono_now), self.prom_extra())
+        return Reply(200, text.encode(), content_type="text/plain; version=0.0.4; charset=utf-8")
+
+    def _view_headers(self, now: float) -> list[tuple[str, str]]:
+        age = self.store.age(now)
+        return [("X-Opsdash-Seq", str(self.store.seq)),
+                ("X-Opsdash-Stale", "true" if self._is_stale(now) else "false"),
+                ("X-Opsdash-Age", "" if age is None else f"{age:.3f}")]
+
+    def _no_view(self, now: float) -> Reply:
+        return Reply(503, {"error": "no_view", "message": "no view received from the aggregator yet"},
+                     [("Retry-After", "2"), *self._view_headers(now)])
+
+    def _get_section(self, req: HttpRequest) -> Reply:
+        name = req.path.rsplit("/", 1)[1]
+        state = self.store.state
+        if state is None:
+            return self._no_view(req.mono_now)
+        return Reply(200, section(state, name), self._view_headers(req.mono_now),
+                     etag=f"{self.store.seq}-{name}")
+
+    def _get_series(self, req: HttpRequest) -> Reply:
+        p: SeriesParams = req.params
+        state = self.store.state
+        if state is None:
+            return self._no_view(req.mono_now)
+        try:
+            body = series_query(state, p.names, p.since)
+        except SeriesQueryError as exc:
+            return Reply(400, {"error": "bad_request", "message": str(exc), "parameter": "names"})
+        # The validator names the representation: same view, same parameters.
+        key = f"{','.join(p.names) if p.names else '*'}|{'' if p.since is None else repr(p.since)}"
+        return Reply(200, body, self._view_headers(req.mono_now),
+                     etag=f"{self.store.seq}-series-{zlib.crc32(key.encode()):08x}")
+
     def _origin_allowed(self, origin: str, host_header: str | None) -> bool:
         if self.cfg.allowed_origins:
             return origin in self.cfg.allowed_origins
@@ -612,10 +734,13 @@ class Gateway:
 
     async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         try:
-            return await self._route(conn, request)
+            resp = await self._route(conn, request)
         except Exception:  # a bug must still answer with a status, never a traceback to the client
-            log.exception("request %s failed", request.path)
-            return _error(500, "internal", "internal error (see the gateway log)")
+            log.exception("request %s %s failed", request.method, request.path[:200])
+            resp = _error(500, "internal", "internal error (see the gateway log)")
+        if resp is not None and request.method == "HEAD":
+            resp = Response(resp.status_code, resp.reason_phrase, resp.headers, b"")
+        return resp
 
     async def _route(self, conn: ServerConnection, request: Request) -> Response | None:
         now = self.clock()
@@ -629,14 +754,96 @@ class Gateway:
             return _error(429, "rate_limited", f"more than {self.cfg.handshake_rate:g} requests/s "
                           f"from {address}", [("Retry-After", "1")])
         parts = urlsplit(request.path)
-        path = parts.path
-        method = getattr(request, "method", "GET")
-        if method not in ("GET", "HEAD"):
-            return _error(405, "method_not_allowed", f"{method} is not supported", [("Allow", "GET, HEAD")])
-        resp = await self._route_get(conn, request, address, path, parts.query)
-        if resp is not None and method == "HEAD":
-            resp = Response(resp.status_code, resp.reason_phrase, resp.headers, b"")
-        return resp
+        path, method = parts.path, request.method
+        body_error = request.body_error if isinstance(request, BodyRequest) else None
+        if body_error is not None:
+            return _error(body_error[0], "bad_request", body_error[1])
+        if path == LIVE_PATH:
+            if method in ("GET", "HEAD"):
+                return await self._pre_upgrade(conn, request, address)
+            if method == "OPTIONS":
+                return _response(204, [("Allow", "GET, HEAD, OPTIONS")], b"")
+            return _error(405, "method_not_allowed", f"{method} is not allowed on {path}",
+                          [("Allow", "GET, HEAD, OPTIONS")])
+        found = self.routes.resolve(method, path)
+        if isinstance(found, NoMatch):
+            if found.allow:
+                allow = [("Allow", ", ".join(found.allow))]
+                if method == "OPTIONS":
+                    return _response(204, allow, b"")
+                return _error(405, "method_not_allowed", f"{method} is not allowed on {path}", allow)
+            if path.startswith("/operator/") or path in ("/metrics", "/healthz", "/openapi.json") \
+                    or path.startswith(("/metrics/", "/healthz/", "/openapi.json/")):
+                return _error(404, "not_found", f"no endpoint {path[:200]!r}")
+            if method not in ("GET", "HEAD", "OPTIONS"):
+                return _error(405, "method_not_allowed", f"{method} is not allowed on {path[:200]}",
+                              [("Allow", "GET, HEAD, OPTIONS")])
+            if method == "OPTIONS":
+                return _response(204, [("Allow", "GET, HEAD, OPTIONS")], b"")
+            res = self.static.get(path, request.headers.get("Accept-Encoding"),
+                                  request.headers.get("If-None-Match"))
+            return _response(res.status, res.headers, res.body)
+        return await self._call(found, request, parts.query, now)
+
+    async def _call(self, found: Match, request: Request, query: str, now: float) -> Response:
+        route = found.route
+        principal: Principal | None = None
+        if route.auth != "public":
+            auth = await self._authorize(request, route.section)
+            if isinstance(auth, Response):
+                return auth
+            principal = auth
+        wall = self.wallclock()
+        params = None
+        try:
+            if route.query is not None:
+                params = parse_query(query, route.query, wall)
+            elif query:
+                name = query.split("&", 1)[0].partition("=")[0][:60]
+                raise QueryError(name, f"{route.pattern} takes no query parameters (got {name!r})")
+        except QueryError as exc:
+            self.counters.refuse("bad_query")
+            return _error(400, "bad_request", exc.message, parameter=exc.parameter)
+        raw_body = request.body if isinstance(request, BodyRequest) else b""
+        body = None
+        if route.body is not None:
+            ctype = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+            if ctype != "application/json":
+                return _error(415, "unsupported_media_type",
+                              "the body must be JSON with Content-Type: application/json")
+            try:
+                body = decode_json(raw_body, route.body)
+            except ProtocolError as exc:
+                self.counters.refuse("bad_body")
+                return _error(400, "bad_request", f"body: {exc}")
+        elif raw_body:
+            return _error(400, "bad_request", f"{route.method} {route.pattern} takes no request body")
+        req = HttpRequest(request.method, urlsplit(request.path).path, found.path_params, params, body,
+                          request.headers, principal, now, wall, self)
+        result = route.handler(req)
+        if inspect.isawaitable(result):
+            result = await result
+        reply = result if isinstance(result, Reply) else Reply(result[0], result[1])
+        return self._reply(reply, request)
+
+    def _reply(self, reply: Reply, request: Request) -> Response:
+        """Encode, gzip when accepted, and answer conditional requests (RFC 9110 section 13)."""
+        body = reply.body
+        data = b"" if body is None else body if isinstance(body, bytes) else _encoder.encode(body)
+        headers = [("Content-Type", reply.content_type), ("Cache-Control", reply.cache),
+                   ("Vary", "Accept-Encoding"), *reply.headers]
+        gz = len(data) >= _GZIP_MIN and accepts_gzip(request.headers.get("Accept-Encoding"))
+        if gz:
+            data = gzip.compress(data, compresslevel=5, mtime=0)
+            headers.append(("Content-Encoding", "gzip"))
+        if reply.etag is not None and reply.status == 200:
+            tag = f'"{reply.etag}{"-gz" if gz else ""}"'  # a distinct validator per representation
+            headers.append(("ETag", tag))
+            if none_match(request.headers.get("If-None-Match"), tag):
+                keep = ("Cache-Control", "Vary", "ETag", "X-Opsdash-Seq", "X-Opsdash-Stale",
+                        "X-Opsdash-Age")
+                return _response(304, [h for h in headers if h[0] in keep], b"")
+        return _response(reply.status, headers, data)
 
     async def _authorize(self, request: Request, section_name: str | None) -> Principal | Response:
         try:
@@ -651,57 +858,15 @@ class Gateway:
             return _error(exc.status, exc.code, exc.message, extra)
         return principal
 
-    def _view_headers(self, now: float) -> list[tuple[str, str]]:
-        age = self.store.age(now)
-        return [("X-Opsdash-Seq", str(self.store.seq)),
-                ("X-Opsdash-Stale", "true" if self._is_stale(now) else "false"),
-                ("X-Opsdash-Age", "" if age is None else f"{age:.3f}")]
-
-    async def _route_get(self, conn: ServerConnection, request: Request, address: str, path: str,
-                         query: str) -> Response | None:
-        now = self.clock()
-        accept = request.headers.get("Accept-Encoding")
-        if path == LIVE_PATH:
-            return await self._pre_upgrade(conn, request, address)
-        if path == "/healthz":
-            return _json_response(200, self.health(now))
-        if path == "/openapi.json":
-            if self._openapi is None:
-                self._openapi = OPENAPI_PATH.read_bytes()
-            return _json_response(200, self._openapi, accept_encoding=accept)
-        if path == "/metrics" or path.startswith("/operator/system/"):
-            name = path.removeprefix("/operator/system/") if path != "/metrics" else None
-            if name is not None and name not in (*SEED_SECTIONS, "series"):
-                return _error(404, "not_found", f"no endpoint {path!r}")
-            auth = await self._authorize(request, name)
-            if isinstance(auth, Response):
-                return auth
-            if name is None:
-                text = prometheus_text(self.store.state, self.gateway_figures(now),
-                                       self.prom_extra())
-                return _response(200, [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
-                                       ("Cache-Control", "no-store")], text.encode())
-            state = self.store.state
-            if state is None:
-                return _error(503, "no_view", "no view received from the aggregator yet",
-                              [("Retry-After", "2"), *self._view_headers(now)])
-            etag = f'"{self.store.seq}-{name}"'
-            headers = [*self._view_headers(now), ("ETag", etag)]
-            if request.headers.get("If-None-Match") == etag and name != "series":
-                return _response(304, [("Cache-Control", "no-store"), *headers], b"")
-            if name == "series":
-                q = parse_qs(query)
-                try:
-                    body = series_query(state, q.get("names", [None])[0], q.get("since", [None])[0])
-                except SeriesQueryError as exc:
-                    return _error(400, "bad_request", str(exc))
-                return _json_response(200, body, headers, accept)
-            return _json_response(200, section(state, name), headers, accept)
-        res = self.static.get(path, accept, request.headers.get("If-None-Match"))
-        return _response(res.status, res.headers, res.body)
-
     async def _pre_upgrade(self, conn: ServerConnection, request: Request,
                            address: str) -> Response | None:
+        upgrade = request.headers.get("Upgrade", "")
+        connection = request.headers.get("Connection", "")
+        if request.method == "HEAD" or "websocket" not in upgrade.lower() \
+                or "upgrade" not in connection.lower():
+            return _error(426, "upgrade_required",
+                          f"{LIVE_PATH} is a WebSocket: send Upgrade: websocket (docs/websocket.md)",
+                          [("Upgrade", "websocket")])
         origin = request.headers.get("Origin")
         if origin is not None and not self._origin_allowed(origin, request.headers.get("Host")):
             self.counters.refuse("origin")

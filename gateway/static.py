@@ -2,8 +2,10 @@
 
     StaticFiles(root).get(path, accept_encoding, if_none_match) -> StaticResult
 
-- ``/`` and any path without a file extension that is not a file (client-side routes) serve
-  ``index.html``; a missing file with an extension is 404.
+- ``/`` and the frontend's own routes (:data:`FRONTEND_ROUTES`, at any depth under them: the page
+  reads the rest of the path) serve ``index.html``; files of the build are served as they are;
+  everything else is 404 (JSON, like every other error of the gateway). The build uses absolute
+  asset paths (``/assets/...``, vite ``base: "/"``), so a route at any depth loads its assets.
 - ``..`` segments, backslashes, NUL bytes and anything resolving outside the root are refused (400).
 - Hashed build assets (``name-<hash>.ext``, as Vite writes them under ``assets/``) are
   ``Cache-Control: public, max-age=31536000, immutable``; ``index.html`` and other files are
@@ -15,6 +17,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import mimetypes
 import os
 import re
@@ -23,7 +26,13 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import unquote
 
-__all__ = ["StaticFiles", "StaticResult"]
+from gateway.httpserver import accepts_gzip, none_match
+
+__all__ = ["FRONTEND_ROUTES", "StaticFiles", "StaticResult", "is_frontend_route"]
+
+#: Path-based routes of the frontend (frontend/src/app/routes.ts): ``/`` and these, with anything
+#: below them. ``/component`` needs a name below it.
+FRONTEND_ROUTES: Final = ("/history", "/logs", "/graph", "/alerts", "/component/")
 
 _TYPES: Final = {
     ".html": "text/html; charset=utf-8",
@@ -55,16 +64,15 @@ class StaticResult:
     body: bytes
 
 
-def _accepts_gzip(accept_encoding: str | None) -> bool:
-    for part in (accept_encoding or "").split(","):
-        name, _, params = part.strip().partition(";")
-        if name.strip().lower() in ("gzip", "*"):
-            q = params.strip()
-            if q.startswith("q="):
-                try:
-                    return float(q[2:]) > 0
-                except ValueError:
-                    return False
+def is_frontend_route(path: str) -> bool:
+    """True for ``/`` and the frontend's routes at any depth (``/history``, ``/component/x/y``)."""
+    if path == "/":
+        return True
+    for route in FRONTEND_ROUTES:
+        if route.endswith("/"):
+            if path.startswith(route) and len(path) > len(route):
+                return True
+        elif path == route or path.startswith(route + "/"):
             return True
     return False
 
@@ -77,30 +85,30 @@ class StaticFiles:
         self._gz: dict[tuple[Path, float, int], bytes] = {}
         self._gz_bytes = 0
 
-    def _error(self, status: int, text: str) -> StaticResult:
-        return StaticResult(status, [("Content-Type", "text/plain; charset=utf-8"),
-                                     ("Cache-Control", "no-store")], text.encode())
+    def _error(self, status: int, code: str, text: str) -> StaticResult:
+        body = json.dumps({"error": code, "message": text}).encode()
+        return StaticResult(status, [("Content-Type", "application/json"),
+                                     ("Cache-Control", "no-store")], body)
 
     def get(self, raw_path: str, accept_encoding: str | None = None,
             if_none_match: str | None = None) -> StaticResult:
         path = unquote(raw_path.split("?", 1)[0])
         parts = [p for p in path.split("/") if p]
         if any(p in ("..", ".") or "\\" in p or "\0" in p for p in parts):
-            return self._error(400, "bad path: '..' and '.' segments are refused\n")
+            return self._error(400, "bad_request", "bad path: '..' and '.' segments are refused")
         if any(p.startswith(".") for p in parts):
-            return self._error(404, "not found\n")
-        candidate = self.root.joinpath(*parts) if parts else self.root / "index.html"
-        if candidate.is_dir():
-            candidate = candidate / "index.html"
-        if not candidate.is_file():
-            if parts and "." in parts[-1]:
-                return self._error(404, "not found\n")
-            candidate = self.root / "index.html"  # a client-side route: the app decides
+            return self._error(404, "not_found", f"no file {path[:200]!r}")
+        if is_frontend_route(path):
+            candidate = self.root / "index.html"  # the app reads the path
             if not candidate.is_file():
-                return self._error(404, f"frontend not built: no index.html in {self.root}\n")
+                return self._error(404, "not_found", f"frontend not built: no index.html in {self.root}")
+        else:
+            candidate = self.root.joinpath(*parts)
+            if not candidate.is_file():
+                return self._error(404, "not_found", f"no page or file {path[:200]!r}")
         resolved = candidate.resolve()
         if not resolved.is_relative_to(self.root):
-            return self._error(400, "bad path: outside the static root\n")
+            return self._error(400, "bad_request", "bad path: outside the static root")
         stat = resolved.stat()
         ctype = _TYPES.get(resolved.suffix.lower()) or (
             mimetypes.guess_type(resolved.name)[0] or "application/octet-stream")
@@ -108,15 +116,16 @@ class StaticFiles:
             cache = "no-cache"
         else:
             cache = "public, max-age=31536000, immutable"
-        etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
-        headers = [("Content-Type", ctype), ("Cache-Control", cache), ("ETag", etag),
-                   ("X-Content-Type-Options", "nosniff")]
         compressible = ctype.startswith(_COMPRESSIBLE)
+        gz = compressible and accepts_gzip(accept_encoding)
+        # one validator per representation (RFC 9110 8.8.3): the gzipped bytes have their own
+        etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}{"-gz" if gz else ""}"'
+        headers = [("Content-Type", ctype), ("Cache-Control", cache), ("ETag", etag)]
         if compressible:
             headers.append(("Vary", "Accept-Encoding"))
-        if if_none_match and etag in [t.strip() for t in if_none_match.split(",")]:
-            return StaticResult(304, headers, b"")
-        if compressible and _accepts_gzip(accept_encoding):
+        if none_match(if_none_match, etag):
+            return StaticResult(304, [h for h in headers if h[0] != "Content-Type"], b"")
+        if gz:
             body = self._gzipped(resolved, stat.st_mtime, stat.st_size)
             headers.append(("Content-Encoding", "gzip"))
             return StaticResult(200, headers, body)

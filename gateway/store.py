@@ -28,6 +28,7 @@ from typing import Any, Final
 
 import msgspec
 
+from gateway.errors import ProtocolError
 from telemetry_bus.contract import ViewPatch, ViewSnapshot
 from telemetry_bus.view_diff import apply_append, apply_errors, merge_patch
 
@@ -57,16 +58,16 @@ class Outcome(enum.Enum):
 def parse_sections(raw: object) -> Sections:
     """Validate a client's ``sections`` value: ``None`` (all) or a list of short lowercase names.
 
-    Raises ValueError with a message that shows the bad value.
+    Raises ProtocolError (a bad_request) with a message that shows the bad value.
     """
     if raw is None:
         return None
     if not isinstance(raw, list) or len(raw) > MAX_SECTIONS:
-        raise ValueError(f"sections must be a list of at most {MAX_SECTIONS} names, got {raw!r:.100}")
+        raise ProtocolError(f"sections must be a list of at most {MAX_SECTIONS} names, got {raw!r:.100}")
     for name in raw:
         if (not isinstance(name, str) or not 0 < len(name) <= 32
                 or not set(name) <= _SECTION_CHARS):
-            raise ValueError(f"section names are [a-z0-9_]{{1,32}}, got {name!r:.60}")
+            raise ProtocolError(f"section names are [a-z0-9_]{{1,32}}, got {name!r:.60}")
     return frozenset(raw) | {"meta"}
 
 

@@ -6,6 +6,7 @@ import json
 
 import msgspec
 
+from gateway.errors import ProtocolError
 from gateway.store import Outcome, ViewStore, filter_state, parse_sections
 from telemetry_bus.contract import ViewPatch, ViewSnapshot
 from telemetry_bus.view_diff import apply_append, merge_patch
@@ -132,7 +133,7 @@ def test_bad_sections_are_refused_with_the_value() -> None:
     for bad in ("health", ["Health"], ["a" * 40], [1], ["x"] * 17):
         try:
             parse_sections(bad)
-        except ValueError as exc:
+        except ProtocolError as exc:
             assert "section" in str(exc)
         else:
             raise AssertionError(f"{bad!r} accepted")

@@ -1,0 +1,20 @@
+"""The endpoint modules the gateway installs: one line each (docs/gateway.md, "Adding an endpoint").
+
+Each entry is a function ``install(gw: Gateway) -> None`` that adds its routes with
+``gw.routes.get(...)`` / ``gw.routes.post(...)`` (gateway/routes.py) and, when it holds resources
+(a database pool), registers ``gw.on_start(...)`` / ``gw.on_stop(...)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from gateway.server import Gateway
+
+__all__ = ["INSTALLERS"]
+
+INSTALLERS: Final[list[Callable[[Gateway], None]]] = [
+    # e.g. history_api.install,
+]
