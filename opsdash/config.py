@@ -33,6 +33,7 @@ from typing import Any, Final
 
 import msgspec
 
+from alerts.config import AlertsConfig
 from gateway.config import GatewayConfig
 from history.config import HistoryConfig, RecorderConfig
 from probes.config import ProbesConfig
@@ -51,6 +52,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     graph: GraphConfig = GraphConfig()
     history: HistoryConfig = HistoryConfig()
     recorder: RecorderConfig = RecorderConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
 
 class ConfigError(Exception):
