@@ -76,6 +76,8 @@ class AlertsSection:
 
     engine: Engine
     root: str
+    #: this part's own sync topic segment (``alertstate/sync/<sync_id>``)
+    sync_id: str = "aggregator"
     ready: bool = False
     outbox: list[Outgoing] = field(default_factory=list)
     _last: dict[str, Any] = field(default_factory=lambda: {"firing": [], "pending": []})
@@ -85,14 +87,19 @@ class AlertsSection:
     eval_ms_max: float = 0.0
 
     @classmethod
-    def create(cls, rules: Mapping[str, Rule], root: str, recent_max: int = 200) -> AlertsSection:
+    def create(cls, rules: Mapping[str, Rule], root: str, recent_max: int = 200,
+               sync_id: str = "aggregator") -> AlertsSection:
         owned = [n for n in rules if n != "view_stale"]  # the notifier sees the aggregator's silence
-        return cls(Engine(rules, owned=owned, recent_max=recent_max), root)
+        return cls(Engine(rules, owned=owned, recent_max=recent_max), root, sync_id)
 
     def subscriptions(self) -> list[str]:
         return [alert_topics.alert(self.root, "+"), alert_topics.state(self.root, "ack", "+"),
                 alert_topics.state(self.root, "silence", "+"), alert_topics.state(self.root, "recent"),
-                alert_topics.state(self.root, "disk")]
+                alert_topics.state(self.root, "disk"), self.sync_topic]
+
+    @property
+    def sync_topic(self) -> str:
+        return alert_topics.state(self.root, "sync", self.sync_id)
 
     def handles(self, topic: str) -> bool:
         return topic.startswith((f"{self.root}/v1/alerts/", f"{self.root}/v1/alertstate/"))
@@ -130,6 +137,11 @@ class AlertsSection:
                             created_by=str(body.get("created_by") or "")))
                     except (KeyError, TypeError, ValueError, AttributeError):
                         log.warning("alerts: bad silence on %s dropped", topic)
+            case ["alertstate", "sync", who] if who == self.sync_id:
+                if not self.ready:
+                    log.info("alerts: memory restored from the bus (%d active, %d acks, %d silences)",
+                             len(self.engine.states), len(self.engine.acks), len(self.engine.silences))
+                self.ready = True
             case ["alertstate", "recent"]:
                 if not self.ready and isinstance(body, list):
                     self.engine.restore_recent(body)
@@ -170,12 +182,21 @@ class AlertsSection:
         if ev.recent_changed:
             self.outbox.append(Outgoing(alert_topics.state(self.root, "recent"),
                                         _json.encode(list(self.engine.recent)), True))
+        self.compact()
         disk = self.engine.disk
         if len(disk) != self._disk_saved_len and now - self._disk_saved_at >= 60:
             self._disk_saved_len, self._disk_saved_at = len(disk), now
             self.outbox.append(Outgoing(alert_topics.state(self.root, "disk"),
                                         _json.encode([[round(t, 1), v] for t, v in disk]), True))
         return ev.section
+
+    def compact(self, limit: int = 5000) -> None:
+        """While the broker is away: keep the last retained message per topic, and every non-retained
+        one (resolved payloads), in order, so memory stays bounded by the number of alerts."""
+        if len(self.outbox) <= limit:
+            return
+        last = {o.topic: i for i, o in enumerate(self.outbox) if o.retain}
+        self.outbox = [o for i, o in enumerate(self.outbox) if not o.retain or last[o.topic] == i]
 
     def drain(self) -> list[Outgoing]:
         out, self.outbox = self.outbox, []

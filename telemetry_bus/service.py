@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 
+from alerts.bus import AlertsSection
+from alerts.engine import compile_rules
 from telemetry_bus.aio import cancel_and_wait
 from telemetry_bus.contract import ViewPatch, ViewSnapshot, encode, topics
 from telemetry_bus.fold import Fold, TickOutput
@@ -47,6 +49,10 @@ class AggregatorService:
         self.fold = Fold(self.acfg, self.root, clock())
         known = [*self.acfg.expected_services, *self.acfg.expected_probes]
         self.fold.view.add("graph", GraphSection(config.graph, known), after="health")
+        #: alerts (design.md section 9): evaluated on regular ticks over the view built before it
+        self.alerts = AlertsSection.create(compile_rules(config.alerts), self.root, config.alerts.recent_max,
+                                           sync_id=f"aggregator-{self.acfg.id}")
+        self.fold.view.add("alerts", self.alerts)
         self.last: TickOutput | None = None
         self.connected = asyncio.Event()
         self.published_patches = 0
@@ -69,6 +75,9 @@ class AggregatorService:
         if not isinstance(payload, bytes):
             payload = str(payload).encode() if payload is not None else b""
         now = self.clock()
+        if self.alerts.handles(message.topic.value):
+            self.alerts.feed(message.topic.value, payload, now)
+            return
         if self._news_at is None:
             self._news_at = now
             self._news.set()
@@ -109,6 +118,10 @@ class AggregatorService:
             async with self._new_client() as client:
                 await client.subscribe(f"{self.root}/v1/svc/#", qos=1)
                 await client.subscribe(f"{self.root}/v1/probe/#", qos=1)
+                for t in self.alerts.subscriptions():
+                    await client.subscribe(t, qos=1)
+                # the echo comes after the retained alert state: then alerts are evaluated
+                await client.publish(self.alerts.sync_topic, b"1", qos=1)
                 self._client = client
                 self._need_snapshot = True  # gateways may have missed patches while we were away
                 self.connected.set()
@@ -211,6 +224,17 @@ class AggregatorService:
         except aiomqtt.MqttError as exc:
             log.warning("aggregator: could not publish the view (%s)", exc)
             self._need_snapshot = True
+        await self._publish_alerts(client)
+
+    async def _publish_alerts(self, client: aiomqtt.Client) -> None:
+        out = self.alerts.drain()
+        for i, o in enumerate(out):
+            try:
+                await client.publish(o.topic, o.payload, qos=1, retain=o.retain)
+            except aiomqtt.MqttError as exc:
+                log.warning("aggregator: could not publish alerts (%s); kept for the next tick", exc)
+                self.alerts.outbox[:0] = out[i:]
+                return
 
 
 def _folding_queue(feed: Callable[[aiomqtt.Message], None]) -> type[asyncio.Queue[aiomqtt.Message]]:
