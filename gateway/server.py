@@ -67,6 +67,7 @@ from gateway.rest import (
     series_query,
 )
 from gateway.routes import HttpRequest, Match, NoMatch, Reply, RouteTable
+from gateway.sections import not_allowed
 from gateway.static import StaticFiles
 from gateway.store import Outcome, Sections, ViewStore, parse_sections
 from telemetry_bus.config import MqttConfig
@@ -546,7 +547,7 @@ class Gateway:
             return wanted
         if wanted is None:
             return allowed
-        extra = wanted - allowed
+        extra = not_allowed(wanted, allowed)  # services/<name> comes with services
         if extra:
             raise AuthError(403, "forbidden",
                             f"sections {sorted(extra)} are not allowed for a {principal.role} token")

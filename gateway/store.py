@@ -8,8 +8,9 @@ Feed it what the broker delivers, with the time passed in::
     store.snapshot_message(frozenset({"health"}))   # bytes, encoded once per (seq, sections)
     store.patch_message(None)                       # bytes of the last applied patch, all sections
 
-No sockets, no clock of its own. ``Sections`` is ``None`` for "everything" or a frozenset of
-top-level view keys; ``meta`` is always included, ``series`` must be listed to get appends.
+No sockets, no clock of its own. ``Sections`` is ``None`` for the default stream (every section,
+``services`` as per-service summaries) or a frozenset of top-level view keys and ``services/<name>``
+(that service's instances); ``meta`` is always included, ``series`` must be listed to get appends.
 
 Rules (docs/view.md):
 
@@ -29,6 +30,7 @@ from typing import Any, Final
 import msgspec
 
 from gateway.errors import ProtocolError
+from gateway.sections import filter_view, is_service_section
 from telemetry_bus.contract import ViewPatch, ViewSnapshot
 from telemetry_bus.view_diff import apply_append, apply_errors, merge_patch
 
@@ -65,6 +67,8 @@ def parse_sections(raw: object) -> Sections:
     if not isinstance(raw, list) or len(raw) > MAX_SECTIONS:
         raise ProtocolError(f"sections must be a list of at most {MAX_SECTIONS} names, got {raw!r:.100}")
     for name in raw:
+        if isinstance(name, str) and is_service_section(name):
+            continue  # one service's instances (gateway/sections.py)
         if (not isinstance(name, str) or not 0 < len(name) <= 32
                 or not set(name) <= _SECTION_CHARS):
             raise ProtocolError(f"section names are [a-z0-9_]{{1,32}}, got {name!r:.60}")
@@ -76,10 +80,9 @@ def _wanted(key: str, sections: Sections) -> bool:
 
 
 def filter_state(state: dict[str, Any], sections: Sections) -> dict[str, Any]:
-    """The top-level sections of ``state`` that ``sections`` asks for (``meta`` always)."""
-    if sections is None:
-        return state
-    return {k: v for k, v in state.items() if k in sections or k == "meta"}
+    """The top-level sections of ``state`` that ``sections`` asks for (``meta`` always); per-instance
+    detail only for the ``services/<name>`` listed (gateway/sections.py)."""
+    return filter_view(state, sections)
 
 
 class ViewStore:
@@ -194,8 +197,7 @@ class ViewStore:
             p = self.last_patch
             if p is None:
                 raise LookupError("no patch applied since the last snapshot")
-            body = p.patch if sections is None else {k: v for k, v in p.patch.items()
-                                                     if k in sections or k == "meta"}
+            body = filter_view(p.patch, sections)
             append = p.append if _wanted("series", sections) else {}
             message: dict[str, Any] = {"type": "patch", "seq": p.seq, "base": p.base, "ts": p.ts,
                                        "patch": body, "append": append}

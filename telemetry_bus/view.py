@@ -284,8 +284,21 @@ def services_section(ctx: SectionContext) -> dict[str, Any]:
     out: dict[str, Any] = {}
     expected = set(ctx.cfg.expected_services)
     for svc in ctx.state.services.values():
+        insts = svc.instances.values()
+        by_status: dict[str, int] = {}
+        versions: dict[str, int] = {}
+        for i in insts:
+            by_status[i.state.state] = by_status.get(i.state.state, 0) + 1
+            if i.version:
+                versions[i.version] = versions.get(i.version, 0) + 1
         out[svc.name] = {
             "status": svc.state.state, "reason": svc.state.reason, "expected": svc.name in expected,
+            # the summary (what the default WebSocket stream carries; gateway/sections.py): figures
+            # that change when an instance does, not every tick
+            "since": rnd(svc.state.since), "instances_total": len(svc.instances),
+            "instances_by_status": by_status, "versions": versions,
+            "restarts": sum(i.restarts for i in insts),
+            "missing_intervals": sum(i.missing_intervals for i in insts),
             "instances": {
                 i.name: {
                     "status": i.state.state, "reason": i.state.reason, "since": rnd(i.state.since),

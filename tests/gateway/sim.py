@@ -98,6 +98,11 @@ class ViewSim:
         """The full canonical view, as a snapshot carries it."""
         return {**copy.deepcopy(self.body), "series": copy.deepcopy(self.series)}
 
+    def client_state(self, sections: frozenset[str] | None = None) -> dict[str, Any]:
+        """What a WebSocket client holds: the default stream has services as summaries."""
+        from gateway.sections import filter_view
+        return filter_view(self.state(), sections)
+
     def snapshot(self) -> dict[str, Any]:
         return {"seq": self.seq, "ts": self.t, "state": self.state()}
 

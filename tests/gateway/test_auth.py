@@ -246,7 +246,7 @@ async def test_token_mode_over_rest_and_websocket(make_gateway: GatewayFactory, 
         assert (await http.get("/healthz")).status_code == 200  # open, for load balancers
     # header auth: snapshot at once
     async with connect(live, additional_headers={"Authorization": "Bearer s3cret"}) as ws:
-        assert (await recv(ws, "snapshot"))["state"] == sim.state()
+        assert (await recv(ws, "snapshot"))["state"] == sim.client_state()
     # wrong header: refused at the handshake, no frame
     with pytest.raises(InvalidStatus) as err:
         await connect(live, additional_headers={"Authorization": "Bearer nope"})

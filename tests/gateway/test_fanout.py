@@ -45,7 +45,7 @@ async def test_patched_client_equals_fresh_snapshot_at_every_tick_and_rest_agree
             if tick % 10 == 0:
                 await publisher.snapshot(sim)
             await eventually(lambda: mirror.seq == sim.seq, what=f"tick {tick}")
-            assert mirror.state == sim.state(), f"diverged at tick {tick}"
+            assert mirror.state == sim.client_state(), f"diverged at tick {tick}"
             if tick % 50 == 0:
                 async with connect(url, max_size=None) as fresh:
                     snap = await recv(fresh, "snapshot")
@@ -98,7 +98,7 @@ async def test_two_gateway_processes_serve_identical_views(
         for _ in range(100):
             await publisher.patch(sim.step())
             await eventually(lambda: all(m.seq == sim.seq for m in mirrors), what="both at seq")
-            assert mirrors[0].state == mirrors[1].state == sim.state()
+            assert mirrors[0].state == mirrors[1].state == sim.client_state()
         async with httpx.AsyncClient() as http:
             bodies = [(await http.get(f"http://127.0.0.1:{port}/operator/system/{name}")).json()
                       for _, port in gateway_processes for name in ("health", "errors")]
@@ -226,6 +226,6 @@ async def test_stalled_client_is_resynced_when_it_catches_up(make_gateway: Gatew
     await publisher.patch(sim.step())
     await eventually(lambda: mirror.seq == sim.seq and gw.counters.resyncs_total == 1,
                      timeout=10, what="resynced")
-    assert mirror.state == sim.state()
+    assert mirror.state == sim.client_state()
     task.cancel()
     await ws.close()

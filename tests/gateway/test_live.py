@@ -30,7 +30,7 @@ async def test_join_gets_meta_and_snapshot_then_patches(make_gateway: GatewayFac
         meta = await recv(ws)
         assert meta == {"type": "meta", "stale": False, "age_s": meta["age_s"], "gateway": "gw-0"}
         snap = await recv(ws)
-        assert snap["type"] == "snapshot" and snap["seq"] == 0 and snap["state"] == sim.state()
+        assert snap["type"] == "snapshot" and snap["seq"] == 0 and snap["state"] == sim.client_state()
         mirror = Mirror()
         mirror.feed(snap)
         for _ in range(5):
@@ -39,7 +39,7 @@ async def test_join_gets_meta_and_snapshot_then_patches(make_gateway: GatewayFac
             msg = await recv(ws, "patch")
             assert (msg["seq"], msg["base"], msg["ts"]) == (p["seq"], p["base"], p["ts"])
             mirror.feed(msg)
-            assert mirror.state == sim.state()
+            assert mirror.state == sim.client_state()
 
 
 async def test_sections_from_hello_and_query(make_gateway: GatewayFactory, publisher: Publisher) -> None:
@@ -73,7 +73,7 @@ async def test_resync_sends_a_fresh_snapshot(make_gateway: GatewayFactory, publi
         await recv(ws, "patch")
         await ws.send(json.dumps({"type": "resync"}))
         snap = await recv(ws, "snapshot")
-        assert snap["seq"] == 1 and snap["state"] == sim.state()
+        assert snap["seq"] == 1 and snap["state"] == sim.client_state()
 
 
 async def test_gap_on_the_bus_resyncs_clients_at_the_next_snapshot(
@@ -87,7 +87,7 @@ async def test_gap_on_the_bus_resyncs_clients_at_the_next_snapshot(
         await publisher.patch(sim.step())
         await publisher.snapshot(sim)
         snap = await recv(ws, "snapshot")  # the gapped patch is never forwarded
-        assert snap["seq"] == 2 and snap["state"] == sim.state()
+        assert snap["seq"] == 2 and snap["state"] == sim.client_state()
         assert gw.store.counts["gap"] == 1
 
 
@@ -99,7 +99,7 @@ async def test_no_view_yet_then_snapshot_arrives(make_gateway: GatewayFactory, p
         sim = ViewSim()
         await publisher.snapshot(sim)
         snap = await recv(ws, "snapshot")
-        assert snap["state"] == sim.state()
+        assert snap["state"] == sim.client_state()
         fresh = await recv(ws, "meta")
         assert fresh["stale"] is False
 
@@ -143,7 +143,7 @@ async def test_broker_restart_reconnects(make_gateway: GatewayFactory, mosquitto
         async with aiomqtt.Client(mosquitto.host, mosquitto.port) as c:
             await Publisher(c).snapshot(sim)
             snap = await recv(ws, "snapshot", timeout=10)
-        assert snap["state"] == sim.state()
+        assert snap["state"] == sim.client_state()
         assert gw.counters.mqtt_connects_total >= 2
 
 

@@ -7,6 +7,7 @@ import json
 import msgspec
 
 from gateway.errors import ProtocolError
+from gateway.sections import filter_view
 from gateway.store import Outcome, ViewStore, filter_state, parse_sections
 from telemetry_bus.contract import ViewPatch, ViewSnapshot
 from telemetry_bus.view_diff import apply_append, merge_patch
@@ -97,7 +98,10 @@ def test_sections_filter_state_patch_and_append() -> None:
     full = json.loads(store.patch_message(parse_sections(["health", "series"])))
     assert full["append"] == p["append"]
     everything = json.loads(store.patch_message(None))
-    assert everything["patch"] == p["patch"]
+    # the default stream: every section, services as summaries (per-instance detail by subscription)
+    assert everything["patch"] == filter_view(p["patch"], None)
+    assert everything["patch"].keys() <= p["patch"].keys()
+    assert all("instances" not in s for s in everything["patch"].get("services", {}).values())
 
 
 def test_filtered_client_view_matches_filtered_snapshot() -> None:
