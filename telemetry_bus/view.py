@@ -299,6 +299,8 @@ def services_section(ctx: SectionContext) -> dict[str, Any]:
             "instances_by_status": by_status, "versions": versions,
             "restarts": sum(i.restarts for i in insts),
             "missing_intervals": sum(i.missing_intervals for i in insts),
+            # the freshest heartbeat (the tile's age); one number per service per tick
+            "last_seen": rnd(max((i.last_seen for i in insts if i.last_seen is not None), default=None)),
             "instances": {
                 i.name: {
                     "status": i.state.state, "reason": i.state.reason, "since": rnd(i.state.since),

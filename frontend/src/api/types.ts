@@ -147,7 +147,14 @@ export interface ErrorsSection {
 export interface Instance {
   status?: Status | string | null;
   reason?: string | null;
+  since?: Num;
+  boot?: string | null;
   version?: string | null;
+  seq?: Num;
+  received_intervals?: Num;
+  skew_s?: Num;
+  health?: string | null;
+  detail?: string | null;
   last_seen?: Num;
   age_s?: Num;
   interval_s?: Num;
@@ -159,7 +166,16 @@ export interface Instance {
 
 export interface ServiceEntry {
   status?: Status | string | null;
+  reason?: string | null;
   expected?: boolean | null;
+  /** the summary (default stream); `instances` only with `services/<name>` in sections */
+  since?: Num;
+  instances_total?: Num;
+  instances_by_status?: Record<string, Num> | null;
+  versions?: Record<string, Num> | null;
+  restarts?: Num;
+  missing_intervals?: Num;
+  last_seen?: Num;
   instances?: Record<string, Instance | null | undefined> | null;
 }
 
@@ -183,6 +199,22 @@ export interface View {
   series?: Record<string, SeriesPoint[] | null | undefined> | null;
   services?: Record<string, ServiceEntry | null | undefined> | null;
   probes?: Record<string, ProbeEntry | null | undefined> | null;
+  graph?: GraphSection | null;
+}
+
+/** The dependency graph (docs/view.md, section `graph`). Edges are [dependent, dependency]. */
+export interface GraphNode {
+  status?: Status | string | null;
+  impacted_by?: string[] | null;
+  root_cause?: boolean | null;
+}
+
+export interface GraphSection {
+  nodes?: Record<string, GraphNode | null | undefined> | null;
+  edges?: [string, string][] | null;
+  roots?: { component: string; status: string; impacts?: string[] | null }[] | null;
+  summary?: string | null;
+  ignored?: { edge: [string, string]; reason: string }[] | null;
 }
 
 // ---- the live protocol (server → client) --------------------------------------------------------

@@ -78,7 +78,10 @@ export function tileAge(ageS: unknown, limitS: number, state: LiveState, now: nu
 
 /** Age of a service's freshest instance (its last heartbeat), or null when none was seen. */
 export function serviceAgeS(view: View | null, name: string): number | null {
-  const instances = view?.services?.[name]?.instances;
+  const entry = view?.services?.[name];
+  // the default stream carries the service's summary (its freshest last_seen), not its instances
+  if (typeof entry?.last_seen === "number") return sourceAgeS(view, entry);
+  const instances = entry?.instances;
   if (!instances) return null;
   let best: number | null = null;
   for (const inst of Object.values(instances)) {
