@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
+from gateway.errors import ProtocolError
 from gateway.sections import filter_view, not_allowed
 from gateway.store import ViewStore, parse_sections
 from telemetry_bus.contract import ViewPatch, ViewSnapshot
@@ -27,7 +28,7 @@ def test_parse_sections_takes_one_service() -> None:
     assert parse_sections(["services/ingest", "health"]) == {"services/ingest", "health", "meta"}
     assert parse_sections(["services/my.svc-2"]) == {"services/my.svc-2", "meta"}
     for bad in (["services/Ingest"], ["services/"], ["services/a/b"], ["servicesx/ingest"]):
-        with pytest.raises(ValueError, match="section names"):
+        with pytest.raises(ProtocolError, match="section names"):
             parse_sections(bad)
 
 
