@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
+from gateway import history_api
+
 if TYPE_CHECKING:
     from gateway.server import Gateway
 
 __all__ = ["INSTALLERS"]
 
 INSTALLERS: Final[list[Callable[[Gateway], None]]] = [
-    # e.g. history_api.install,
+    history_api.install,
 ]

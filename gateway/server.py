@@ -197,9 +197,12 @@ class Gateway:
 
     def __init__(self, cfg: GatewayConfig, mqtt: MqttConfig,
                  clock: Callable[[], float] = time.monotonic,
-                 wallclock: Callable[[], float] = time.time) -> None:
+                 wallclock: Callable[[], float] = time.time, app_config: Any = None) -> None:
         self.cfg = cfg
         self.mqtt = mqtt
+        #: the whole opsdash Config when run by opsdash: endpoint modules read their section from it
+        #: at install time (e.g. ``history``); None in tests that build a bare gateway
+        self.app_config = app_config
         self.clock = clock
         self.wallclock = wallclock
         self.host, self._port = parse_listen(cfg.listen)
@@ -957,7 +960,7 @@ class Gateway:
 async def run_gateway(config: Any) -> None:
     """``opsdash gateway``: serve until cancelled. ``config`` is opsdash.config.Config."""
     try:
-        gw = Gateway(config.gateway, config.mqtt)
+        gw = Gateway(config.gateway, config.mqtt, app_config=config)
     except GatewayStartError as exc:
         from opsdash.config import ConfigError
         raise ConfigError(f"gateway: {exc}") from exc

@@ -161,7 +161,7 @@ class HistoryReader:
                         v = h.quantile(q) if h is not None and h.count else None
                         if h is not None and h.count:
                             worst = max(worst, h.relative_error)
-                        pts.append([float(t), None if v is None else round(v, 3)])
+                        pts.append([float(t), None if v is None else round(v, 6)])
                     out[n] = pts
                     rel[n] = round(worst, 6)
         answer: dict[str, Any] = {"from": float(rng.start), "to": float(to), "step": step,
