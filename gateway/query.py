@@ -153,7 +153,9 @@ def _spec(struct: type[S]) -> dict[str, tuple[Callable[[str, float], Any], bool]
     spec = _specs.get(struct)
     if spec is None:
         hints = typing.get_type_hints(struct, include_extras=True)
-        spec = _specs[struct] = {name: _converter(hints[name]) for name in struct.__struct_fields__}
+        # keyed by the wire name: a field ``from_`` declared with ``msgspec.field(name="from")`` is ``from``
+        spec = _specs[struct] = {f.encode_name: _converter(hints[f.name])
+                                 for f in msgspec.structs.fields(struct)}
     return spec
 
 
