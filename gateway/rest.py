@@ -75,9 +75,35 @@ def _fill(template: Mapping[str, Any], value: Any) -> dict[str, Any]:
     return out
 
 
+#: The seed's size fields and their decimal units, derived from the view's byte counts
+#: (``(section, byte field, seed field, divisor, decimals)``; docs/view.md "Units").
+_SIZES: Final = (
+    ("disk", "postgres_data_bytes", "postgres_data_gb", 1e9, 3),
+    ("disk", "influxdb_data_bytes", "influxdb_data_gb", 1e9, 3),
+    ("disk", "total_volume_bytes", "total_volume_gb", 1e9, 3),
+    ("disk", "used_volume_bytes", "used_volume_gb", 1e9, 3),
+    ("postgres", "db_size_bytes", "db_size_mb", 1e6, 1),
+    ("influxdb", "data_bytes", "data_gb", 1e9, 3),
+)
+
+
+def _seed_sizes(capacity: Any) -> Any:
+    """The capacity section with the seed's GB / MB fields added (decimal: 1 GB = 10^9 bytes)."""
+    if not isinstance(capacity, dict):
+        return capacity
+    out = dict(capacity)
+    for part, src, dst, div, digits in _SIZES:
+        sub = out.get(part)
+        if isinstance(sub, dict):
+            v = _num(sub.get(src))
+            out[part] = {**sub, dst: None if v is None else round(v / div, digits)}
+    return out
+
+
 def section(state: Mapping[str, Any], name: str) -> dict[str, Any]:
     """The seed-shaped JSON of one of the five seed sections of the view."""
-    body = _fill(_TEMPLATES[name], state.get(name))
+    raw_section = state.get(name)
+    body = _fill(_TEMPLATES[name], _seed_sizes(raw_section) if name == "capacity" else raw_section)
     if name == "health":
         raw = body.get("components")
         comps: dict[str, Any] = dict(raw) if isinstance(raw, dict) else {}
@@ -262,17 +288,15 @@ def prometheus_text(state: Mapping[str, Any] | None, gateway: Mapping[str, Any],
 
     cap = _dict(state.get("capacity"))
     for key, value in _items(_dict(cap.get("disk"))):
-        if key.endswith("_gb"):
-            v = _num(value)
-            w.add("opsdash_disk_bytes", "gauge", "Disk usage and size by volume.",
-                  None if v is None else v * 1e9, {"volume": key.removesuffix("_gb")})
+        if key.endswith("_bytes"):
+            w.add("opsdash_disk_bytes", "gauge", "Disk usage and size by volume.", value,
+                  {"volume": key.removesuffix("_bytes")})
     used = _num(_dict(cap.get("disk")).get("used_pct"))
     w.add("opsdash_disk_used_ratio", "gauge", "Share of the data volume in use.",
           None if used is None else used / 100)
     pg = _dict(cap.get("postgres"))
-    mb = _num(pg.get("db_size_mb"))
     w.add("opsdash_postgres_database_bytes", "gauge", "Size of the platform database.",
-          None if mb is None else mb * 1e6)
+          pg.get("db_size_bytes"))
     w.add("opsdash_postgres_connections", "gauge", "PostgreSQL connections.",
           pg.get("connections_used"), {"state": "used"})
     w.add("opsdash_postgres_connections", "gauge", "PostgreSQL connections.",

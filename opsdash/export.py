@@ -161,10 +161,10 @@ def translate_metric(metric: str, job: str, value: float | str) -> tuple[str, st
             return f"max(opsdash_rate_per_second{_sel(j, rate=k.removesuffix('_rate'))})", None
         case ["capacity", "disk", "used_pct"]:
             return f"max(opsdash_disk_used_ratio{_sel(j)}) * 100", "disk"
-        case ["capacity", "disk", k] if k.endswith("_gb"):
-            return f"max(opsdash_disk_bytes{_sel(j, volume=k.removesuffix('_gb'))}) / 2^30", "disk"
-        case ["capacity", "postgres", "db_size_mb"]:
-            return f"max(opsdash_postgres_database_bytes{_sel(j)}) / 2^20", "postgres"
+        case ["capacity", "disk", k] if k.endswith("_bytes"):
+            return f"max(opsdash_disk_bytes{_sel(j, volume=k.removesuffix('_bytes'))})", "disk"
+        case ["capacity", "postgres", "db_size_bytes"]:
+            return f"max(opsdash_postgres_database_bytes{_sel(j)})", "postgres"
         case ["capacity", "postgres", "connections_used" | "connections_max" as k]:
             st = k.removeprefix("connections_")
             return f"max(opsdash_postgres_connections{_sel(j, state=st)})", "postgres"

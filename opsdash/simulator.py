@@ -165,7 +165,7 @@ def _poisson(rng: random.Random, lam: float) -> int:
 
 EventTuple = tuple[str, str, str, dict[str, str]]
 #: counters, observations per histogram, gauges, events (kind, message, severity, attrs)
-Step = tuple[dict[str, int], dict[str, list[float]], dict[str, float], list[EventTuple]]
+Step = tuple[dict[str, int], dict[str, list[float]], dict[str, int | float], list[EventTuple]]
 
 
 class InstanceModel:
@@ -193,7 +193,7 @@ class InstanceModel:
         load = daily_factor(t, s) * s.ingest_rate * self.share
         counters: dict[str, int] = {}
         obs: dict[str, list[float]] = {}
-        gauges: dict[str, float] = {}
+        gauges: dict[str, int | float] = {}
         events: list[EventTuple] = []
         tenant = rng.choice(TENANTS)
         device = f"dev-{rng.randrange(10000):04d}"
@@ -212,7 +212,7 @@ class InstanceModel:
                 mean_ms = sum(lat) / len(lat) if lat else 3.0
                 target = load * mean_ms / 1000 * 6  # Little's law, with batching
                 self.queue += (target - self.queue) * min(1.0, dt * 2)
-                gauges["queue_depth"] = float(round(self.queue + rng.random() * 2))
+                gauges["queue_depth"] = round(self.queue + rng.random() * 2)
                 for _ in range(parse_errors):
                     col = rng.randrange(20, 180)
                     events.append(("parse_error", f"Invalid JSON from {device}: Expecting ',' delimiter: "
@@ -251,7 +251,7 @@ class InstanceModel:
                 failed = self._events(0.01, dt)
                 counters["webhooks_sent"] = sent
                 counters["webhooks_failed"] = timeouts + failed
-                gauges["pending_jobs"] = float(round(self.pending))
+                gauges["pending_jobs"] = round(self.pending)
                 for _ in range(timeouts):
                     events.append(("webhook_timeout", f"POST https://hooks.{tenant}.example/alerts timed out "
                                    "after 10 s", "error", {"tenant": tenant}))

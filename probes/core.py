@@ -84,8 +84,11 @@ def num(value: object) -> float | int | None:
         if parsed.is_integer() and abs(parsed) <= 2**53:
             return int(parsed)
         return parsed if math.isfinite(parsed) and abs(parsed) <= _FIN else None
-    try:  # Decimal and friends
-        return num(float(value))  # type: ignore[arg-type]
+    try:  # Decimal and friends: an integral one (a SUM of counts) is a count
+        as_float = float(value)  # type: ignore[arg-type]
+        if as_float.is_integer() and abs(as_float) <= 2**53 and value == int(as_float):
+            return int(as_float)
+        return num(as_float)
     except (TypeError, ValueError):
         return None
 

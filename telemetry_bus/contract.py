@@ -81,6 +81,9 @@ BootId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-
 Count = Annotated[int, msgspec.Meta(ge=0, le=_MAX_INT)]
 Seq = Annotated[int, msgspec.Meta(ge=0, le=_MAX_INT)]
 Finite = Annotated[float, msgspec.Meta(ge=-_FIN, le=_FIN)]
+#: A figure that keeps its JSON type: a count sent as ``3001`` stays the int 3001 end to end (view,
+#: REST, WebSocket, /metrics); a measurement sent as ``3.5`` (or ``3.0``) stays a float.
+Number = Annotated[int, msgspec.Meta(ge=-_MAX_INT, le=_MAX_INT)] | Finite
 NonNeg = Annotated[float, msgspec.Meta(ge=0, le=_FIN)]
 Timestamp = Annotated[float, msgspec.Meta(ge=0, le=1e11)]
 ShortText = Annotated[str, msgspec.Meta(max_length=128)]
@@ -130,7 +133,7 @@ class Metrics(msgspec.Struct, frozen=True, kw_only=True):
     detail: Text = ""
     counters: Annotated[dict[SeriesKey, Count], msgspec.Meta(max_length=MAX_SERIES_PER_MESSAGE)] = {}
     totals: Annotated[dict[SeriesKey, Count], msgspec.Meta(max_length=MAX_SERIES_PER_MESSAGE)] = {}
-    gauges: Annotated[dict[SeriesKey, Finite], msgspec.Meta(max_length=MAX_SERIES_PER_MESSAGE)] = {}
+    gauges: Annotated[dict[SeriesKey, Number], msgspec.Meta(max_length=MAX_SERIES_PER_MESSAGE)] = {}
     hist: Annotated[dict[SeriesKey, Hist], msgspec.Meta(max_length=64)] = {}
     interval_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] | None = None
 
@@ -159,7 +162,7 @@ class ProbeResult(msgspec.Struct, frozen=True, kw_only=True):
     ts: Timestamp
     status: Literal["healthy", "degraded", "down", "unknown"]
     latency_ms: NonNeg | None = None
-    metrics: Annotated[dict[Name, Finite | None], msgspec.Meta(max_length=MAX_SERIES_PER_MESSAGE)] = {}
+    metrics: Annotated[dict[Name, Number | None], msgspec.Meta(max_length=MAX_SERIES_PER_MESSAGE)] = {}
     error: Text | None = None
     period_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 10.0
     details: Annotated[dict[Name, Any], msgspec.Meta(max_length=64)] = {}

@@ -81,7 +81,7 @@ class ReporterCore:
         self.seq = 0
         self.counters: dict[str, int] = {}
         self.totals: dict[str, int] = {}
-        self.gauges: dict[str, float] = {}
+        self.gauges: dict[str, int | float] = {}
         self.hists: dict[str, ExpHistogram] = {}
         self.health: Literal["ok", "degraded", "down"] = "ok"
         self.detail = ""
@@ -107,12 +107,13 @@ class ReporterCore:
                 self.totals[name] = 0
             counters[name] = n
 
-    def set_gauge(self, name: str, value: float) -> None:
+    def set_gauge(self, name: str, value: int | float) -> None:
+        """A count (an int: queue depth, connections) stays an int on the wire; anything else is a float."""
         if name not in self.gauges:
             self._new_series(name)
         if not math.isfinite(value):
             raise ValueError(f"gauge {name!r} must be finite, got {value!r}")
-        self.gauges[name] = float(value)
+        self.gauges[name] = value if type(value) is int else float(value)
 
     def observe(self, name: str, value: float) -> None:
         h = self.hists.get(name)

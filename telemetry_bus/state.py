@@ -71,7 +71,7 @@ class Instance:
     health: str = "ok"
     detail: str = ""
     totals: dict[str, int] = field(default_factory=dict)  # folded since first seen
-    gauges: dict[str, float] = field(default_factory=dict)
+    gauges: dict[str, int | float] = field(default_factory=dict)
     series: set[str] = field(default_factory=set)
     missing_intervals: int = 0
     received_intervals: int = 0
@@ -160,11 +160,15 @@ class FoldState:
         sec = math.floor(now)
         return round(self.category_rings[category].sum(sec - seconds + 1, sec))
 
-    def gauge_sum(self, svc: Service, gauge: str) -> float | None:
-        """Sum of a gauge over the instances that are up (healthy or degraded)."""
+    def gauge_sum(self, svc: Service, gauge: str) -> int | float | None:
+        """Sum of a gauge over the instances that are up (healthy or degraded); counts stay ints."""
         values = [i.gauges[gauge] for i in svc.instances.values()
                   if gauge in i.gauges and i.state.state in ("healthy", "degraded")]
-        return rnd(math.fsum(values)) if values else None
+        if not values:
+            return None
+        if all(type(v) is int for v in values):
+            return sum(values)
+        return rnd(math.fsum(values))
 
     @staticmethod
     def new(config: AggregatorConfig, now: float) -> FoldState:

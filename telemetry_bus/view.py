@@ -90,10 +90,6 @@ def build_view(state: FoldState, cfg: AggregatorConfig, now: float, full: bool =
     return ViewBuilder.default().build(state, cfg, now, full)
 
 
-def _div(value: float | None, by: float) -> float | None:
-    return None if value is None else value / by
-
-
 # -- the sections ------------------------------------------------------------------------------------
 
 
@@ -173,7 +169,7 @@ def probe_component(probe: Probe | None) -> dict[str, Any]:
     match probe.target:
         case "postgres":
             comp.update(connections=m.get("connections_used"), max_connections=m.get("connections_max"),
-                        db_size_mb=rnd(_div(m.get("db_size_bytes"), 2**20), 1))
+                        db_size_bytes=m.get("db_size_bytes"))
         case "influxdb":
             comp.update(file_count=m.get("file_count"), file_limit=m.get("file_limit"))
         case "mqtt":
@@ -209,7 +205,7 @@ def metrics_section(ctx: SectionContext) -> dict[str, Any]:
 
 
 def _probe_fresh(state: FoldState,
-                 target: str) -> tuple[dict[str, float | None], dict[str, Any], dict[str, Any]]:
+                 target: str) -> tuple[dict[str, int | float | None], dict[str, Any], dict[str, Any]]:
     """(metrics, details, status fields) of a probe target; empty when unknown."""
     probe = state.probes.get(target)
     if probe is None:
@@ -222,7 +218,6 @@ def _probe_fresh(state: FoldState,
 
 def capacity_section(ctx: SectionContext) -> dict[str, Any]:
     s = ctx.state
-    gb = 2**30
     dm, _dd, dfields = _probe_fresh(s, "disk")
     pm, pd, pfields = _probe_fresh(s, "postgres")
     im, _id, ifields = _probe_fresh(s, "influxdb")
@@ -230,22 +225,23 @@ def capacity_section(ctx: SectionContext) -> dict[str, Any]:
     docker_probe = s.probes.get("docker")
     containers = kd.get("containers") if isinstance(kd.get("containers"), list) else None
     return {
+        # Sizes in bytes, as the probes measure them (the REST layer adds the seed's GB / MB fields).
         "disk": {
-            "postgres_data_gb": rnd(_div(dm.get("postgres_data_bytes"), gb)),
-            "influxdb_data_gb": rnd(_div(dm.get("influxdb_data_bytes"), gb)),
-            "total_volume_gb": rnd(_div(dm.get("total_volume_bytes"), gb)),
-            "used_volume_gb": rnd(_div(dm.get("used_volume_bytes"), gb)),
+            "postgres_data_bytes": dm.get("postgres_data_bytes"),
+            "influxdb_data_bytes": dm.get("influxdb_data_bytes"),
+            "total_volume_bytes": dm.get("total_volume_bytes"),
+            "used_volume_bytes": dm.get("used_volume_bytes"),
             "used_pct": rnd(dm.get("used_pct"), 1), **dfields,
         },
         "postgres": {
-            "db_size_mb": rnd(_div(pm.get("db_size_bytes"), 2**20), 1),
+            "db_size_bytes": pm.get("db_size_bytes"),
             "connections_used": pm.get("connections_used"),
             "connections_max": pm.get("connections_max"),
             "largest_tables": pd.get("largest_tables"), **pfields,
         },
         "influxdb": {
             "file_count": im.get("file_count"), "file_limit": im.get("file_limit"),
-            "data_gb": rnd(_div(im.get("data_bytes"), gb)), **ifields,
+            "data_bytes": im.get("data_bytes"), **ifields,
         },
         "memory": {
             "available": containers is not None,

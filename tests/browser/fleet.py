@@ -31,7 +31,7 @@ PROBES: dict[str, dict[str, object]] = {
     "keycloak": {"status": "degraded", "latency_ms": 180.0, "metrics": {"active_sessions": 7},
                  "error": "slow: /health took 180 ms"},
     "disk": {"status": "healthy", "metrics": {
-        "postgres_data_bytes": 12.5 * 2**30, "influxdb_data_bytes": 45 * 2**30,
+        "postgres_data_bytes": 25 * 2**29, "influxdb_data_bytes": 45 * 2**30,
         "total_volume_bytes": 100 * 2**30, "used_volume_bytes": 78 * 2**30, "used_pct": 78.0}},
     "platform": {"status": "healthy", "metrics": {
         "tenants_active": 12, "tenants_suspended": 2, "tenants_deleted": 1, "tenants_total": 15,

@@ -3,8 +3,10 @@ the view builder) changes no byte of its output unless on purpose.
 
 ``tests/bus/fixtures/replay_stream.jsonl.gz`` holds the stream (every message with its arrival time,
 and the tick times); ``tests/bus/fixtures/replay_expected.json`` the sha256 of each tick's output and
-the last tick's whole view. Both were made by ``python -m tests.bus.replay --record``; re-record only
-when the view changes on purpose, and say why in the commit.
+the last tick's whole view. ``python -m tests.bus.replay --record`` re-records the expected outputs
+(``--new-stream`` the stream too); do it only when the view changes on purpose, and say why in the
+commit. History: recorded through the pre-split fold (byte-identical after the split); re-recorded when
+probe counts became ints and sizes bytes (issue 10).
 """
 
 from __future__ import annotations
@@ -165,19 +167,22 @@ def load_stream() -> list[Step]:
         return [json.loads(line) for line in f]
 
 
-def record() -> None:
+def record(new_stream: bool = False) -> None:
+    """Record the expected outputs (and the stream itself only when there is none or asked to)."""
     FIXTURES.mkdir(exist_ok=True)
-    steps = make_stream()
-    with gzip.GzipFile(STREAM, "wb", mtime=0) as f:
-        f.write("".join(json.dumps(s, separators=(",", ":")) + "\n" for s in steps).encode())
-    digests, last = replay(load_stream())
+    if new_stream or not STREAM.exists():
+        steps = make_stream()
+        with gzip.GzipFile(STREAM, "wb", mtime=0) as f:
+            f.write("".join(json.dumps(s, separators=(",", ":")) + "\n" for s in steps).encode())
+    steps = load_stream()
+    digests, last = replay(steps)
     EXPECTED.write_text(json.dumps({"ticks": digests, "last_view": json.loads(encode(last.view))},
                                    indent=1, sort_keys=False) + "\n")
     print(f"recorded {len(steps)} steps, {len(digests)} ticks")
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--record"]:
-        record()
+    if sys.argv[1:2] == ["--record"] and sys.argv[2:] in ([], ["--new-stream"]):
+        record(new_stream=sys.argv[2:] == ["--new-stream"])
     else:
-        sys.exit("usage: python -m tests.bus.replay --record")
+        sys.exit("usage: python -m tests.bus.replay --record [--new-stream]")

@@ -270,9 +270,13 @@ def test_probe_results_fill_health_capacity_and_aggregates() -> None:
     comp = view["health"]["components"]["postgres"]
     assert (comp["status"], comp["connections"], comp["max_connections"], comp["latency_ms"]) == (
         "healthy", 15, 97, 2.1)
-    assert view["capacity"]["postgres"]["db_size_mb"] == 1250.0
+    assert view["capacity"]["postgres"]["db_size_bytes"] == 1310720000  # bytes inside (docs/view.md)
     assert view["capacity"]["postgres"]["connections_used"] == 15
     assert view["aggregates"]["tenants"] == {"active": 12, "suspended": 2, "deleted": 1, "total": 15}
+    # counts stay ints (a typed client rejects 15.0 where it expects an int)
+    assert all(type(v) is int for v in view["aggregates"]["tenants"].values())
+    assert type(view["capacity"]["postgres"]["connections_used"]) is int
+    assert type(comp["connections"]) is int and type(comp["latency_ms"]) is float
     assert view["aggregates"]["devices"]["online"] == 380
     assert "alerts" not in view["aggregates"] or "open" not in view["aggregates"]["alerts"]  # unknown
     assert "platform" not in view["health"]["components"]

@@ -81,7 +81,7 @@ def test_health_section_from_hand_made_states() -> None:
         "delivery_rate_per_sec": None}}))
     comps = h["components"]
     assert "disk" not in comps
-    assert comps["postgres"]["connections"] == 15 and comps["postgres"]["db_size_mb"] == 3.0
+    assert comps["postgres"]["connections"] == 15 and comps["postgres"]["db_size_bytes"] == 3 * 2**20
     assert comps["keycloak"] == {"kind": "probe", "status": "unknown", "reason": "no result yet",
                                  "latency_ms": None}
     ingest = comps["ingest"]
@@ -97,7 +97,7 @@ def test_capacity_and_aggregates_leave_out_stale_figures() -> None:
                               used_pct=25.0)
     st.probes["platform"] = probe("platform", "unknown", age=60.0, tenants_active=3)
     cap = capacity_section(ctx(st))
-    assert cap["disk"]["total_volume_gb"] == 100.0 and cap["disk"]["used_volume_gb"] == 25.0
+    assert cap["disk"]["total_volume_bytes"] == 100 * 2**30 and cap["disk"]["used_volume_bytes"] == 25 * 2**30
     assert cap["postgres"]["status"] == "unknown" and cap["postgres"]["reason"] == "no result yet"
     assert cap["memory"]["available"] is False
     agg = aggregates_section(ctx(st))

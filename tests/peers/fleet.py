@@ -29,7 +29,7 @@ async def probes_loop(url: str, disk_file: Path) -> None:
                 if target == "disk":
                     pct = float(disk_file.read_text().strip() or 78)
                     fields["metrics"] = {**fields["metrics"], "used_pct": pct,  # type: ignore[dict-item]
-                                         "used_volume_bytes": pct / 100 * 100 * 2**30}
+                                         "used_volume_bytes": round(pct / 100 * 100 * 2**30)}
                 res = ProbeResult(ts=now, period_s=1.0, **fields)  # type: ignore[arg-type]
                 await client.publish(topics.probe(ROOT, target), encode(res), qos=1, retain=True)
             await asyncio.sleep(1.0)

@@ -143,8 +143,10 @@ def test_configured_rules_replace_adjust_and_switch_off_builtins() -> None:
 
 
 def test_translate_metric_names_components() -> None:
-    assert translate_metric("capacity.postgres.db_size_mb", "j", 0) == \
-        ('max(opsdash_postgres_database_bytes{job="j"}) / 2^20', "postgres")
+    assert translate_metric("capacity.postgres.db_size_bytes", "j", 0) == \
+        ('max(opsdash_postgres_database_bytes{job="j"})', "postgres")
+    assert translate_metric("capacity.disk.used_volume_bytes", "j", 0) == \
+        ('max(opsdash_disk_bytes{job="j",volume="used_volume"})', "disk")
     assert translate_metric("ingest_rate", "j", 0) == ('max(opsdash_rate_per_second{job="j",rate="ingest"})', None)
 
 

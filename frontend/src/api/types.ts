@@ -42,7 +42,7 @@ export interface Component {
   // probe figures
   connections?: Num;
   max_connections?: Num;
-  db_size_mb?: Num;
+  db_size_bytes?: Num;
   file_count?: Num;
   connected_clients?: Num;
   active_sessions?: Num;
@@ -103,19 +103,19 @@ export interface Container {
 
 export interface Capacity {
   disk?: (Aged & {
-    postgres_data_gb?: Num;
-    influxdb_data_gb?: Num;
-    total_volume_gb?: Num;
-    used_gb?: Num;
+    postgres_data_bytes?: Num;
+    influxdb_data_bytes?: Num;
+    total_volume_bytes?: Num;
+    used_volume_bytes?: Num;
     used_pct?: Num;
   }) | null;
   postgres?: (Aged & {
-    db_size_mb?: Num;
+    db_size_bytes?: Num;
     connections_used?: Num;
     connections_max?: Num;
     largest_tables?: { name?: string; bytes?: Num }[] | null;
   }) | null;
-  influxdb?: (Aged & { file_count?: Num; file_limit?: Num; data_gb?: Num }) | null;
+  influxdb?: (Aged & { file_count?: Num; file_limit?: Num; data_bytes?: Num }) | null;
   memory?: (Aged & { available?: boolean | null; containers?: Container[] | null }) | null;
 }
 

@@ -1,13 +1,13 @@
 import { describe, expect, it } from "vitest";
 import {
-  fmtAge, fmtBytes, fmtCompact, fmtCount, fmtDecimal, fmtDuration, fmtGb, fmtMb, fmtMs, fmtPct, fmtRate,
+  fmtAge, fmtBytes, fmtCompact, fmtCount, fmtDecimal, fmtDuration, fmtMs, fmtPct, fmtRate,
   fmtRatio, fmtRelErr, fmtUsedOf, humanize, isoToTs, pctOf, UNKNOWN,
 } from "./format";
 
 const unknowns = [null, undefined, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY];
 
 describe("unknown is never 0", () => {
-  const fns = [fmtAge, fmtBytes, fmtCompact, fmtCount, fmtDecimal, fmtDuration, fmtGb, fmtMb, fmtMs, fmtPct, fmtRatio, fmtRelErr];
+  const fns = [fmtAge, fmtBytes, fmtCompact, fmtCount, fmtDecimal, fmtDuration, fmtMs, fmtPct, fmtRatio, fmtRelErr];
   it.each(fns.map((f) => [f.name, f] as const))("%s", (_name, f) => {
     for (const v of unknowns) expect(f(v)).toBe(UNKNOWN);
     expect(f(0)).not.toBe(UNKNOWN);
@@ -87,12 +87,6 @@ describe("bytes", () => {
     expect(fmtBytes(536870912)).toBe("512 MiB");
     expect(fmtBytes(1.5 * 1024 ** 3)).toBe("1.5 GiB");
     expect(fmtBytes(1024 ** 6)).toBe("1,024 PiB");
-  });
-  it("decimal GB / MB as the probes report them", () => {
-    expect(fmtGb(12.5)).toBe("12.5 GB");
-    expect(fmtGb(0.25)).toBe("250 MB");
-    expect(fmtGb(1500)).toBe("1.50 TB");
-    expect(fmtMb(1250)).toBe("1.25 GB");
   });
 });
 

@@ -112,18 +112,6 @@ export function fmtBytes(v: Maybe): string {
   return `${sign}${x >= 100 ? fixed(x, 0) : trimZeros(fixed(x, 1))} ${units[i]}`;
 }
 
-/** Sizes given in (decimal) gigabytes or megabytes, as the probes report them. */
-export function fmtGb(v: Maybe): string {
-  if (!known(v)) return UNKNOWN;
-  if (Math.abs(v) < 1) return `${fmtDecimal(v * 1000)} MB`;
-  if (Math.abs(v) >= 1000) return `${fmtDecimal(v / 1000)} TB`;
-  return `${fmtDecimal(v)} GB`;
-}
-
-export function fmtMb(v: Maybe): string {
-  return known(v) ? fmtGb(v / 1000) : UNKNOWN;
-}
-
 /** A percentage value (already in percent): 57.74 → "57.7 %", 100 → "100 %". */
 export function fmtPct(v: Maybe): string {
   if (!known(v)) return UNKNOWN;

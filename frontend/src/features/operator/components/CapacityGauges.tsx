@@ -1,6 +1,6 @@
 import type { Status, View } from "../../../api/types";
 import { thresholdLevel } from "../../../state/live/selectors";
-import { fmtBytes, fmtCount, fmtGb, fmtMb, fmtPct, known, pctOf, UNKNOWN } from "../../../utils/format";
+import { fmtBytes, fmtCount, fmtPct, known, pctOf, UNKNOWN } from "../../../utils/format";
 import { Figure } from "./Figure";
 import { STATUS_ICON } from "./StatusBadge";
 
@@ -59,8 +59,8 @@ export function CapacityGauges({ view }: { view: View | null }) {
         pct={diskPct}
         testId="gauge-disk"
         raw={disk?.used_pct ?? null}
-        text={known(disk?.total_volume_gb) ? `${fmtPct(diskPct)} of ${fmtGb(disk?.total_volume_gb)}` : fmtPct(diskPct)}
-        detail={`Postgres ${fmtGb(disk?.postgres_data_gb)} · InfluxDB ${fmtGb(disk?.influxdb_data_gb)}`}
+        text={known(disk?.total_volume_bytes) ? `${fmtPct(diskPct)} of ${fmtBytes(disk?.total_volume_bytes)}` : fmtPct(diskPct)}
+        detail={`Postgres ${fmtBytes(disk?.postgres_data_bytes)} · InfluxDB ${fmtBytes(disk?.influxdb_data_bytes)}`}
       />
       <Gauge
         label="PostgreSQL connections"
@@ -68,7 +68,7 @@ export function CapacityGauges({ view }: { view: View | null }) {
         testId="gauge-pgconn"
         raw={pg?.connections_used ?? null}
         text={`${fmtCount(pg?.connections_used)} / ${fmtCount(pg?.connections_max)}`}
-        detail={`database ${fmtMb(pg?.db_size_mb)}`}
+        detail={`database ${fmtBytes(pg?.db_size_bytes)}`}
       />
       <Gauge
         label="InfluxDB files"
@@ -76,7 +76,7 @@ export function CapacityGauges({ view }: { view: View | null }) {
         testId="gauge-influx"
         raw={influx?.file_count ?? null}
         text={`${fmtCount(influx?.file_count)} / ${fmtCount(influx?.file_limit)}`}
-        detail={`data ${fmtGb(influx?.data_gb)}`}
+        detail={`data ${fmtBytes(influx?.data_bytes)}`}
       />
       <div class="mem" data-testid="memory">
         <div class="gauge-label">Container memory</div>

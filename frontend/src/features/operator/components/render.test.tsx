@@ -33,7 +33,7 @@ const view: View = {
     },
   },
   metrics: { throughput: { ingest_rate_per_sec: 0 }, latency: { influx_write_p99_ms: 45.2, relative_error: 0.006 } },
-  capacity: { disk: { used_pct: 91, total_volume_gb: 100 } },
+  capacity: { disk: { used_pct: 91, total_volume_bytes: 100e9 } },
   errors: {
     errors: [
       { ts: 100, service: "ingest", type: "parse_error", message: "older" },
