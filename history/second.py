@@ -34,9 +34,10 @@ VIEW_RATES: Final = (("ingest_rate", "ingest_rate"), ("alert_rate", "alert_rate"
 WRITE_HIST: Final = "write_latency"
 #: Numeric capacity figures recorded as ``capacity:<section>.<field>``.
 CAPACITY_FIGURES: Final = {
-    "disk": ("used_pct", "used_volume_gb", "total_volume_gb", "postgres_data_gb", "influxdb_data_gb"),
-    "postgres": ("db_size_mb", "connections_used", "connections_max"),
-    "influxdb": ("file_count", "file_limit", "data_gb"),
+    "disk": ("used_pct", "used_volume_bytes", "total_volume_bytes", "postgres_data_bytes",
+             "influxdb_data_bytes"),
+    "postgres": ("db_size_bytes", "connections_used", "connections_max"),
+    "influxdb": ("file_count", "file_limit", "data_bytes"),
     "memory": ("running", "total"),
 }
 
