@@ -7,9 +7,13 @@ directory, so a test can kill -9 a node and start it again on the same ports (de
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import signal
+import socket
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 from tests.support.servers import free_port, wait_port
@@ -62,8 +66,37 @@ class NatsCluster:
             log = (self.workdir / f"n{k}.log").open("ab")
             self.procs[k] = subprocess.Popen([self.binary, "-c", str(self._conf(k))], stdout=log, stderr=log)
         for k in range(self.n) if i is None else (i,):
-            # The MQTT listener opens once JetStream is up (it needs a meta leader in a cluster).
             wait_port("127.0.0.1", self.ports[k]["mqtt"], timeout=timeout)
+        deadline = time.monotonic() + timeout
+        for k in range(self.n) if i is None else (i,):
+            # The MQTT listener accepts TCP at once but answers CONNECT only once JetStream has a meta
+            # leader and the MQTT streams exist: wait for a real CONNACK.
+            while not self.mqtt_ready(k):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"NATS node {k} answers no MQTT CONNECT after {timeout} s:\n"
+                                       + self.log(k)[-2000:])
+                time.sleep(0.2)
+
+    def healthz(self, k: int) -> dict[str, object]:
+        try:
+            with urllib.request.urlopen(self.monitor_url(k) + "/healthz", timeout=2) as resp:
+                body: dict[str, object] = json.loads(resp.read())
+                return body
+        except (OSError, ValueError) as exc:
+            return {"status": "error", "error": str(exc)}
+
+    def mqtt_ready(self, k: int) -> bool:
+        """True when node ``k`` answers an MQTT CONNECT (clean session) with CONNACK 0."""
+        connect = bytes([0x10, 17, 0, 4]) + b"MQTT" + bytes([4, 0x02, 0, 10, 0, 5]) + b"ready"
+        try:
+            with socket.create_connection(("127.0.0.1", self.ports[k]["mqtt"]), timeout=2) as s:
+                s.settimeout(2)
+                s.sendall(connect)
+                ack = s.recv(4)
+                s.sendall(bytes([0xE0, 0]))  # DISCONNECT
+                return ack[:1] == b"\x20" and ack[3:4] == b"\x00"
+        except OSError:
+            return False
 
     def kill(self, i: int) -> None:
         proc = self.procs[i]
