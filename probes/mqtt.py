@@ -25,7 +25,7 @@ import contextlib
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import aiomqtt
@@ -33,7 +33,7 @@ import httpx
 
 from probes.config import MqttProbeConfig
 from probes.core import ProbeError, Reading
-from telemetry_bus.config import MqttConfig
+from telemetry_bus.config import MqttConfig, MqttEndpoint
 
 __all__ = ["MqttProbe", "NatsSample", "UptimeWatch", "mqtt_reading", "nats_metrics", "parse_sys"]
 
@@ -222,8 +222,26 @@ class MqttProbe:
         self._nats_prev: NatsSample | None = None
 
     async def check(self) -> Reading:
+        """Check the brokers of the URL in order; the first that passes answers. A cluster node that
+        failed before it is a warning (degraded), naming the node and why; all failing is a failure."""
+        failed: list[str] = []
+        endpoints = self.bus.endpoints()
+        for ep in endpoints:
+            try:
+                reading = await self._check_broker(ep)
+            except ProbeError as exc:
+                if len(endpoints) == 1:
+                    raise
+                failed.append(f"{ep.host}:{ep.port}: {exc}")
+                continue
+            if failed:
+                reading = replace(reading, warnings=(
+                    *(f"cluster node unreachable ({why})" for why in failed), *reading.warnings))
+            return reading
+        raise ProbeError(f"no broker of the {len(endpoints)} answers: " + "; ".join(failed))
+
+    async def _check_broker(self, ep: MqttEndpoint) -> Reading:
         cfg = self.settings
-        ep = self.bus.endpoint()
         loop = asyncio.get_running_loop()
         self._n += 1
         client_id = f"opsdash-probe-mqtt-{os.getpid()}-{self._n}"

@@ -30,7 +30,7 @@ from probes.config import ProbeSettings
 from probes.core import ProbeError, ProbeState, Reading, TimedOut, judge
 from telemetry_bus.config import MqttConfig
 from telemetry_bus.contract import ProbeResult, encode, topics
-from telemetry_bus.reconnect import Backoff, reconnect_forever
+from telemetry_bus.reconnect import Backoff, Brokers, reconnect_forever
 
 __all__ = ["MqttPublisher", "Probe", "ProbeRunner", "build_probes", "run_probes"]
 
@@ -141,6 +141,8 @@ class MqttPublisher:
                  backoff_initial_s: float = 0.2, backoff_max_s: float = 10.0) -> None:
         self.mqtt = mqtt
         self.root = mqtt.topic_root
+        #: the brokers of mqtt.url in turn (failover to the next node of a cluster)
+        self.brokers = Brokers(mqtt.endpoints())
         self.client_id = client_id or f"opsdash-probes-{socket.gethostname()[:20]}-{os.getpid()}"
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
@@ -155,7 +157,7 @@ class MqttPublisher:
         self._wake.set()
 
     def _client(self) -> aiomqtt.Client:
-        ep = self.mqtt.endpoint()
+        ep = self.brokers.current
         return aiomqtt.Client(ep.host, ep.port, username=ep.username, password=ep.password,
                               identifier=self.client_id, keepalive=self.mqtt.keepalive_s, timeout=10,
                               tls_params=aiomqtt.TLSParameters() if ep.tls else None)
@@ -185,7 +187,7 @@ class MqttPublisher:
                 down_since = time.monotonic()
 
         await reconnect_forever(session, backoff, what="probes (keeping the latest result per target)",
-                                logger=log, on_lost=lost)
+                                logger=log, on_lost=lost, brokers=self.brokers)
 
     @staticmethod
     async def _watch(client: aiomqtt.Client) -> None:

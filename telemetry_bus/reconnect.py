@@ -9,6 +9,10 @@
 
     await reconnect_forever(session, backoff, what="aggregator", logger=log)
 
+With several brokers (``OPSDASH_MQTT_URL`` lists the nodes of a cluster), pass ``Brokers``: the
+session connects to ``brokers.current`` and every failure moves it to the next node before the delay,
+so a part that loses its node is on the next one within the first (short) backoff.
+
 Delays are drawn uniformly from ``[d/2, d]`` ("equal jitter"), ``d`` doubling from ``initial_s`` to
 ``max_s``: a fleet that lost its broker at the same instant does not come back in lockstep, and a long
 outage costs one attempt per ``max_s`` at most.
@@ -23,7 +27,33 @@ from collections.abc import Awaitable, Callable
 
 import aiomqtt
 
-__all__ = ["Backoff", "reconnect_forever"]
+from telemetry_bus.config import MqttEndpoint
+
+__all__ = ["Backoff", "Brokers", "reconnect_forever"]
+
+
+class Brokers:
+    """The brokers of ``mqtt.url`` taken in turn: connect to ``current``, ``advance`` after a failure."""
+
+    def __init__(self, endpoints: list[MqttEndpoint]) -> None:
+        if not endpoints:
+            raise ValueError("need at least one broker")
+        self.endpoints = list(endpoints)
+        self._i = 0
+        #: how often a failure moved this part to another broker
+        self.failovers = 0
+
+    @property
+    def current(self) -> MqttEndpoint:
+        return self.endpoints[self._i]
+
+    def advance(self) -> None:
+        if len(self.endpoints) > 1:
+            self._i = (self._i + 1) % len(self.endpoints)
+            self.failovers += 1
+
+    def __str__(self) -> str:
+        return f"{self.current.host}:{self.current.port}"
 
 
 class Backoff:
@@ -61,11 +91,13 @@ async def reconnect_forever(
     on_lost: Callable[[Exception], None] | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     stopping: Callable[[], bool] = lambda: False,
+    brokers: Brokers | None = None,
 ) -> None:
     """Run ``session`` again after each ``retry_on`` failure (also inside an exception group, as a
     TaskGroup raises), sleeping ``backoff.next_delay()`` between; returns when ``session`` returns or,
     after a failure, when ``stopping()`` is true. Any other exception propagates: a bug is not an
-    outage. The session calls ``backoff.reset()`` once connected."""
+    outage. The session calls ``backoff.reset()`` once connected. With ``brokers``, each failure moves
+    to the next broker first."""
     task = asyncio.current_task()
     while True:
         # Python 3.11's TaskGroup can leave its parent's cancel count raised after a child failed, so
@@ -89,7 +121,13 @@ async def reconnect_forever(
         delay = backoff.next_delay()
         # The first failure of an outage is a warning; the retries that follow are routine.
         level = logging.WARNING if backoff.failures == 1 else logging.INFO
-        logger.log(level, "%s: broker connection failed (%s); retrying in %.1f s", what, lost, delay)
+        if brokers is not None and len(brokers.endpoints) > 1:
+            failed = str(brokers)
+            brokers.advance()
+            logger.log(level, "%s: broker %s failed (%s); trying %s in %.1f s", what, failed, lost,
+                       brokers, delay)
+        else:
+            logger.log(level, "%s: broker connection failed (%s); retrying in %.1f s", what, lost, delay)
         await sleep(delay)
 
 

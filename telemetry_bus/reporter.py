@@ -39,7 +39,7 @@ from typing import Final, Literal
 import aiomqtt
 
 from telemetry_bus.aio import cancel_and_wait
-from telemetry_bus.config import MqttConfig
+from telemetry_bus.config import MqttConfig, MqttEndpoint
 from telemetry_bus.contract import (
     MAX_DEPENDS_ON,
     Event,
@@ -50,7 +50,7 @@ from telemetry_bus.contract import (
     topics,
 )
 from telemetry_bus.histogram import REPORTER_MAX_BUCKETS, ExpHistogram
-from telemetry_bus.reconnect import Backoff, reconnect_forever
+from telemetry_bus.reconnect import Backoff, Brokers, reconnect_forever
 
 __all__ = ["Reporter", "ReporterCore", "new_boot_id"]
 
@@ -198,7 +198,8 @@ class Reporter:
             topic_root=topic_root or os.environ.get("OPSDASH_TOPIC_ROOT", "$ops"),
             keepalive_s=keepalive_s,
         )
-        self.endpoint = mqtt.endpoint()
+        #: the brokers of mqtt_url in turn (failover to the next node of a cluster)
+        self.brokers = Brokers(mqtt.endpoints())
         self.root = mqtt.topic_root
         interval = interval_s or float(os.environ.get("OPSDASH_INTERVAL_S", "1"))
         if not 0.05 <= interval <= 3600:
@@ -282,6 +283,11 @@ class Reporter:
 
     # -- the MQTT loop ---------------------------------------------------------------------------
 
+    @property
+    def endpoint(self) -> MqttEndpoint:
+        """The broker this reporter uses now (or tries next)."""
+        return self.brokers.current
+
     def _client(self) -> aiomqtt.Client:
         ep = self.endpoint
         will = aiomqtt.Will(self._t_status,
@@ -311,7 +317,7 @@ class Reporter:
         if not self._stopping:
             await reconnect_forever(session, backoff, what=f"{self.service}/{self.instance}", logger=log,
                                     on_lost=lambda _exc: self.connected.clear(), sleep=self._sleep_or_stop,
-                                    stopping=lambda: self._stopping)
+                                    stopping=lambda: self._stopping, brokers=self.brokers)
 
     async def _sleep_or_stop(self, delay: float) -> None:
         self._wake.clear()

@@ -27,7 +27,7 @@ from telemetry_bus.aio import cancel_and_wait
 from telemetry_bus.contract import ViewPatch, ViewSnapshot, encode, topics
 from telemetry_bus.fold import Fold, TickOutput
 from telemetry_bus.graph import GraphSection
-from telemetry_bus.reconnect import Backoff, reconnect_forever
+from telemetry_bus.reconnect import Backoff, Brokers, reconnect_forever
 
 if TYPE_CHECKING:
     from opsdash.config import Config
@@ -46,6 +46,8 @@ class AggregatorService:
         self.acfg = config.aggregator
         self.root = config.mqtt.topic_root
         self.clock = clock
+        #: the brokers of mqtt.url in turn (failover to the next node of a cluster)
+        self.brokers = Brokers(config.mqtt.endpoints())
         self.fold = Fold(self.acfg, self.root, clock())
         known = [*self.acfg.expected_services, *self.acfg.expected_probes]
         self.fold.view.add("graph", GraphSection(config.graph, known), after="health")
@@ -89,7 +91,7 @@ class AggregatorService:
                                  self.clock())
 
     def _new_client(self) -> aiomqtt.Client:
-        ep = self.config.mqtt.endpoint()
+        ep = self.brokers.current
         return aiomqtt.Client(
             ep.host, ep.port, username=ep.username, password=ep.password,
             queue_type=_folding_queue(self._on_message),
@@ -137,10 +139,11 @@ class AggregatorService:
             self._client = None
             self.connected.clear()
 
-        await reconnect_forever(session, backoff, what="aggregator", logger=log, on_lost=lost)
+        await reconnect_forever(session, backoff, what="aggregator", logger=log, on_lost=lost,
+                                brokers=self.brokers)
 
     def _where(self) -> tuple[str, int]:
-        ep = self.config.mqtt.endpoint()
+        ep = self.brokers.current
         return ep.host, ep.port
 
     async def _tick_loop(self) -> None:
