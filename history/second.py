@@ -53,9 +53,12 @@ def _num(v: Any) -> float | None:
 
 
 def second_record(fold: Fold, view: dict[str, Any], now: float,
-                  feed: list[dict[str, Any]]) -> dict[str, Any]:
-    """The record of the last complete second (rates lag ``RATE_LAG_S`` like the view's series)."""
+                  feed: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The record of the last complete second (rates lag ``RATE_LAG_S`` like the view's series);
+    None for a second that began before the fold started (not watched: history keeps it a gap)."""
     sec = math.floor(now) - RATE_LAG_S
+    if sec < math.floor(fold.started_at):
+        return None
     values: dict[str, float | None] = {}
     cfg = fold.cfg
     for name, key in VIEW_RATES:

@@ -508,10 +508,13 @@ class Fold:
         sec = math.floor(now) - RATE_LAG_S
         ts = float(sec + 1)  # the point measures the second that ended at ts
         out: dict[str, list[float | None]] = {}
+        # a second that began before this fold started was not watched: unknown, never 0 (after a
+        # restart the series show the restart as a gap; history backfills what came before)
+        watched = sec >= math.floor(self.state.started_at)
         for key, spec in (("ingest_rate", self.cfg.ingest_rate), ("alert_rate", self.cfg.alert_rate),
                           ("delivery_rate", self.cfg.delivery_rate)):
             svc, counter = spec.split(".")
-            out[key] = [ts, rnd(self.state.rate_1s(svc, counter, sec))]
+            out[key] = [ts, rnd(self.state.rate_1s(svc, counter, sec)) if watched else None]
         lat = view["metrics"]["latency"]
         for q in ("p50", "p95", "p99"):
             out[f"write_{q}"] = [float(math.floor(now)), lat.get(f"influx_write_{q}_ms")]

@@ -106,12 +106,30 @@ class AggregatorService:
             asyncio.create_task(self._connection_loop(), name="aggregator:mqtt"),
             asyncio.create_task(self._tick_loop(), name="aggregator:tick"),
         ]
+        if self.history:
+            tasks.append(asyncio.create_task(self._backfill(), name="aggregator:backfill"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for t in done:
                 t.result()
         finally:
             await asyncio.shield(cancel_and_wait(tasks))
+
+    async def _backfill(self) -> None:
+        """Restart without amnesia: the last series_len seconds of the view's series from history
+        (history/backfill.py), beside the first ticks; a database that is away only costs the backfill."""
+        from history.backfill import series_from_history
+
+        try:
+            points = await series_from_history(self.config.history.url, self.clock(), self.fold.series_len,
+                                               self.acfg.window_s)
+        except Exception as exc:
+            log.warning("aggregator: no series backfill from history (%s: %s)", type(exc).__name__, exc)
+            return
+        for name, pts in points.items():
+            self.fold.preload_series(name, pts)
+        self._need_snapshot = True  # clients get the backfilled series with the next snapshot
+        log.info("aggregator: series backfilled from history (%d points)", sum(map(len, points.values())))
 
     async def _connection_loop(self) -> None:
         backoff = Backoff(0.2, 5.0)
@@ -203,6 +221,9 @@ class AggregatorService:
         if client is None:
             return
         record = second_record(self.fold, out.view, out.ts, feed)
+        if record is None:
+            self._feed_pending = feed  # kept for the first record
+            return
         try:
             await client.publish(topic(self.root), encode(record), qos=1)
         except aiomqtt.MqttError as exc:

@@ -1,0 +1,111 @@
+"""Restart without amnesia: after kill -9 and restart of the aggregator its series hold the last
+15 minutes again (from history), with the restart as a gap (null), not zeros."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiomqtt
+
+from history.backfill import QS, points_from_rows
+from history.recorder import RecorderService
+from opsdash.config import load_config
+from telemetry_bus.aio import cancel_and_wait
+from telemetry_bus.histogram import ExpHistogram
+from telemetry_bus.reporter import Reporter
+from tests.conftest import eventually
+from tests.support.servers import Mosquitto, scaled
+
+
+def test_sliding_window_quantiles_equal_a_merge_of_each_window() -> None:
+    rnd = random.Random(3)
+    hists: dict[int, ExpHistogram] = {}
+    for t in range(1000, 1200):
+        if 1100 <= t < 1110:
+            continue  # a hole
+        h = ExpHistogram(scale=6 if t % 3 else 5)
+        for _ in range(rnd.randint(1, 30)):
+            h.record(rnd.lognormvariate(1.0, 1.0))
+        hists[t] = h
+    out = points_from_rows(1200.5, 150, 60, {"ingest_rate": {1100: 5.0}}, hists)
+    assert out["ingest_rate"][0] == [1051.0, None]
+    assert [1101.0, 5.0] in out["ingest_rate"]
+    for q, p in QS:
+        for t, v in out[q]:
+            window = [hists[s] for s in range(int(t) - 59, int(t) + 1) if s in hists]
+            merged = ExpHistogram(scale=5, max_buckets=4096)
+            for h in window:
+                merged.merge(h)
+            want = merged.quantile(p)
+            assert v == (None if want is None else round(want, 3)), (q, t)
+
+
+def _agg(url: str, dsn: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "OPSDASH_MQTT_URL": url, "OPSDASH_HISTORY_URL": dsn, "OPSDASH_AGGREGATOR__ID": "bf"}
+    with open(log, "ab") as fh:
+        return subprocess.Popen([sys.executable, "-m", "opsdash.cli", "aggregator"], env=env, stdout=fh,
+                                stderr=fh, start_new_session=True)
+
+
+async def _snapshot(m: Mosquitto, after: float) -> dict:  # type: ignore[type-arg]
+    async with aiomqtt.Client(m.host, m.port) as c:
+        await c.subscribe("$ops/v1/view/snapshot", qos=1)
+        async with asyncio.timeout(scaled(30)):
+            async for msg in c.messages:
+                snap = json.loads(msg.payload)  # type: ignore[arg-type]
+                if snap["ts"] > after and snap["state"]["meta"]["started_at"] > after - 1:
+                    return snap["state"]  # type: ignore[no-any-return]
+    raise AssertionError("no snapshot")
+
+
+async def test_aggregator_kill_9_restart_backfills_series(mosquitto: Mosquitto, database_url: str,
+                                                         tmp_path: Path) -> None:
+    config = load_config(env={"OPSDASH_MQTT_URL": mosquitto.url, "OPSDASH_HISTORY_URL": database_url})
+    rec = RecorderService(config)
+    rec_task = asyncio.create_task(rec.run())
+    agg = _agg(mosquitto.url, database_url, tmp_path / "agg.log")
+    reps = [Reporter("ingest", f"bf-{i}", mqtt_url=mosquitto.url) for i in range(2)]
+    try:
+        for r in reps:
+            await r.start()
+        started = time.time()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 14
+        while loop.time() < end:
+            for r in reps:
+                r.inc("messages_received", 10)
+                r.observe("influx_write_ms", 5.0)
+            await asyncio.sleep(0.1)
+        await eventually(lambda: rec.writer.rows_written > 8, timeout=15, what="history written")
+        agg.send_signal(signal.SIGKILL)
+        agg.wait(5)
+        killed = time.time()
+        await asyncio.sleep(4)
+        restarted = time.time()
+        agg = _agg(mosquitto.url, database_url, tmp_path / "agg2.log")
+        state = await _snapshot(mosquitto, restarted)
+        series = state["series"]["ingest_rate"]
+        before = [(t, v) for t, v in series if t < killed - 3]
+        # the seconds before the kill are back, with their traffic (2 x 10 per 0.1 s = ~200/s)
+        assert sum(1 for t, v in before if v and v > 100) >= 5, series[:40]
+        assert before[0][0] >= restarted - 901 and started - 2 <= before[-1][0]
+        # the restart is a gap: every second from the kill to the restart is null, never 0
+        gap = [v for t, v in series if killed + 1 <= t <= restarted]
+        assert gap and all(v is None for v in gap), gap
+        lat = [v for t, v in state["series"]["write_p99"] if t < killed - 3 and v is not None]
+        assert lat and all(abs(v - 5.0) <= 5.0 * 0.006 for v in lat)
+    finally:
+        for r in reps:
+            await r.stop()
+        if agg.poll() is None:
+            agg.send_signal(signal.SIGTERM)
+            agg.wait(10)
+        await cancel_and_wait([rec_task])
