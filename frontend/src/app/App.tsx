@@ -37,6 +37,9 @@ function NotFound({ path }: { path: string }) {
 export function App() {
   const loc = useLocation();
   const wall = loc.query.get("wall") === "1";
+  // During render, not in an effect: the root type size must be the wall's before the pages' charts
+  // (whose effects run first) measure it.
+  document.documentElement.classList.toggle("wall", wall);
   const client = useMemo(() => new LiveClient({ url: liveUrl(), getToken }), []);
   const live = useLiveState(client);
   const now = useNow(1000);
@@ -75,16 +78,13 @@ export function App() {
   useEffect(() => {
     document.title = `${STATUS_ICON[overall]} ${overall} · ${title} · opsdash`;
   }, [overall, title]);
-  useEffect(() => {
-    document.documentElement.classList.toggle("wall", wall);
-  }, [wall]);
 
   const needLogin = live.phase === "unauthorized";
   const showLogin = needLogin || loginOpen;
   const wallHref = `${loc.path}?${new URLSearchParams([...loc.query, ["wall", "1"]]).toString()}`;
   const controls = (
     <>
-      <a class="btn" href={wallHref} title="Full-screen, large type, for a wall display">Wall mode</a>
+      <a class="btn wall-link" href={wallHref} title="Full-screen, large type, for a wall display">Wall mode</a>
       {loggedIn ? (
         <button
           class="btn"
@@ -124,7 +124,8 @@ export function App() {
         )}
         <main id="main" class="page" tabIndex={-1}>
           <ParamsContext.Provider value={params}>
-            {Page ? <Page /> : <NotFound path={loc.path} />}
+            {/* keyed by wall mode too: charts are built for the type size of the mode */}
+            {Page ? <Page key={`${hit?.route.path}:${wall}`} /> : <NotFound path={loc.path} />}
           </ParamsContext.Provider>
         </main>
         {showLogin && (

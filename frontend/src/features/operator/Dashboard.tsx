@@ -45,7 +45,7 @@ export function Dashboard() {
         <PlatformTotals view={view} />
       </Tile>
       <Tile title="Recent errors" ageS={viewAge.ageS} stale={viewAge.stale} class="area-err" testId="tile-errors">
-        <ErrorFeed view={view} limit={wall ? 8 : 12} />
+        <ErrorFeed view={view} limit={12} fit={wall} />
       </Tile>
     </div>
   );

@@ -42,11 +42,33 @@ export interface ChartOpts {
   markers: () => number[];
   latestX: () => number | null;
   nowS: () => number;
+  /** Axis label size (px): the page's root size decides, so wall screens get large labels. */
+  fontPx?: number;
+  /** Axis label and grid colour (the theme's muted text colour). */
+  axisColor?: string;
 }
 
-const AXIS = { stroke: "#8b949e", grid: { stroke: "rgba(139,148,158,0.12)", width: 1 }, ticks: { show: false } };
+/** `#rrggbb` with an alpha, as canvas understands it; other colour strings are returned as they are. */
+export function withAlpha(hex: string, alpha: number): string {
+  const m = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(hex);
+  if (!m) return hex;
+  return `rgba(${parseInt(m[1]!, 16)},${parseInt(m[2]!, 16)},${parseInt(m[3]!, 16)},${alpha})`;
+}
+
+/**
+ * Minimum pixels between ticks: fewer, wider-spaced ticks on a narrow (phone) chart and for large
+ * labels, so they never crowd or overlap.
+ */
+export function tickSpace(axis: "x" | "y", plotDimPx: number, fontPx: number): number {
+  const base = axis === "x" ? 5.5 * fontPx : 2.2 * fontPx;
+  return plotDimPx < 320 ? base * 1.5 : base;
+}
 
 export function buildOptions(o: ChartOpts): uPlot.Options {
+  const px = o.fontPx ?? 11;
+  const color = o.axisColor ?? "#8b949e";
+  const font = `${px}px system-ui, sans-serif`;
+  const AXIS = { stroke: color, grid: { stroke: withAlpha(color, 0.14), width: 1 }, ticks: { show: false } };
   return {
     width: Math.max(100, o.width),
     height: Math.max(60, o.height),
@@ -58,8 +80,14 @@ export function buildOptions(o: ChartOpts): uPlot.Options {
       y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.15 : 1] },
     },
     axes: [
-      { ...AXIS, size: 28, font: "11px system-ui, sans-serif", values: "{HH}:{mm}" as unknown as uPlot.Axis.Values },
-      { ...AXIS, size: 44, font: "11px system-ui, sans-serif" },
+      {
+        ...AXIS, size: Math.round(px * 2.5), font, values: "{HH}:{mm}" as unknown as uPlot.Axis.Values,
+        space: (_u: uPlot, _i: number, _min: number, _max: number, dim: number) => tickSpace("x", dim, px),
+      },
+      {
+        ...AXIS, size: Math.round(px * 4), font,
+        space: (_u: uPlot, _i: number, _min: number, _max: number, dim: number) => tickSpace("y", dim, px),
+      },
     ],
     series: [
       {},

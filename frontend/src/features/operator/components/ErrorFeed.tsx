@@ -1,3 +1,4 @@
+import { useLayoutEffect, useRef } from "preact/hooks";
 import type { ErrorEvent, View } from "../../../api/types";
 import { fmtClock, fmtCount, humanize, isoToTs, UNKNOWN } from "../../../utils/format";
 import { Figure } from "./Figure";
@@ -21,11 +22,34 @@ export function sortedErrors(view: View | null): ErrorEvent[] {
   return [...(view?.errors?.errors ?? [])].sort((a, b) => (eventTs(b) ?? 0) - (eventTs(a) ?? 0));
 }
 
-export function ErrorFeed({ view, limit }: { view: View | null; limit: number }) {
+/**
+ * Hide the rows that do not fit whole in `box` (a wall screen does not scroll: a row cut in half
+ * by the tile's footer would be unreadable). Re-checked after every render.
+ */
+function useWholeRows(ref: { current: HTMLElement | null }, on: boolean): void {
+  useLayoutEffect(() => {
+    const el = ref.current;
+    const box = el?.closest(".tile-body");
+    if (!el || !box) return;
+    const rows = Array.from(el.querySelectorAll<HTMLElement>("tbody tr"));
+    for (const r of rows) r.hidden = false;
+    if (!on) return;
+    const bottom = box.getBoundingClientRect().bottom;
+    let cut = false;
+    for (const r of rows) {
+      cut ||= r.getBoundingClientRect().bottom > bottom + 0.5;
+      r.hidden = cut;
+    }
+  });
+}
+
+export function ErrorFeed({ view, limit, fit = false }: { view: View | null; limit: number; fit?: boolean }) {
   const counts = view?.errors?.counts;
   const errors = sortedErrors(view).slice(0, limit);
+  const ref = useRef<HTMLDivElement>(null);
+  useWholeRows(ref, fit);
   return (
-    <div class="errfeed">
+    <div class="errfeed" ref={ref}>
       <div class="err-counts" data-testid="error-counts">
         <span class="muted">last hour:</span>
         {COUNTS.map(([key, label]) => (

@@ -13,6 +13,13 @@ export interface LiveChartProps {
   label: string;
 }
 
+/** Axis labels at 0.8 of the root size (11 px on a laptop, ~15 px on a 1080p wall, ~31 px in 4K). */
+function axisStyle(): { fontPx: number; axisColor: string } {
+  const cs = getComputedStyle(document.documentElement);
+  const root = parseFloat(cs.fontSize) || 14;
+  return { fontPx: Math.max(11, Math.round(root * 0.8)), axisColor: cs.getPropertyValue("--muted").trim() || "#8b949e" };
+}
+
 /**
  * A uPlot line chart created once, fed with `setData` on every update (no re-creation, no flicker),
  * resized with its box, destroyed on unmount.
@@ -37,6 +44,7 @@ export function LiveChart({ series, lines, markers, windowS, testId, label }: Li
       markers: () => markersRef.current,
       latestX: () => latestRef.current,
       nowS: () => Date.now() / 1000,
+      ...axisStyle(),
     });
     const u = new uPlot(opts, toColumns(series) as uPlot.AlignedData, el);
     plot.current = u;

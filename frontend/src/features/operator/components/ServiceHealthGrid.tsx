@@ -75,7 +75,7 @@ export function OtherComponents({ view }: { view: View | null }) {
         return (
           <li class={`ocomp st-${status}`} data-testid={`comp-${id}`} data-status={status} key={id}
               title={c?.reason ?? undefined}>
-            <span class="ocomp-name">{id}</span>
+            <a class="ocomp-name" href={`/component/${encodeURIComponent(id)}`}>{id}</a>
             <StatusBadge status={status} />
             {inst && inst.total !== null && <span class="ocomp-inst">{`${inst.healthy ?? "?"}/${inst.total}`}</span>}
             {status !== "healthy" && c?.reason && <span class="ocomp-reason">{c.reason}</span>}
@@ -90,7 +90,7 @@ export function ServiceHealthGrid({ live, now }: { live: LiveState; now: number 
   const view = live.view;
   return (
     <>
-    <section class="health-grid" aria-label="Service health" data-testid="health-grid">
+    <div class="health-grid" data-testid="health-grid">
       {COMPONENTS.map(({ id, label, kind }) => {
         const c = component(view, id);
         const status = normStatus(c?.status);
@@ -115,7 +115,7 @@ export function ServiceHealthGrid({ live, now }: { live: LiveState; now: number 
             key={id}
           >
             <header>
-              <h3>{label}</h3>
+              <h3 class="comp-name"><a href={`/component/${id}`}>{label}</a></h3>
               <StatusBadge status={status} />
             </header>
             <div class="hcard-fig">
@@ -144,7 +144,7 @@ export function ServiceHealthGrid({ live, now }: { live: LiveState; now: number 
           </article>
         );
       })}
-    </section>
+    </div>
     <OtherComponents view={view} />
     </>
   );
