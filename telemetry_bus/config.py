@@ -35,9 +35,20 @@ class MqttConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     #: Topic root; ``$ops`` by default. HiveMQ refuses ``$`` topics from clients: use e.g. ``ops`` there.
     topic_root: Annotated[str, msgspec.Meta(pattern=r"^\$?[A-Za-z0-9_.-]{1,32}$")] = "$ops"
     keepalive_s: Annotated[int, msgspec.Meta(ge=2, le=3600)] = 5
+    #: The broker is NATS (its MQTT listener). NATS maps topic levels to subject tokens and
+    #: disconnects a client that publishes a topic with ``.`` or a space in it, so reporters publish
+    #: service and instance names with ``.`` mapped to ``_`` (``web-1.eu`` -> ``web-1_eu``) instead of
+    #: looping on reconnects; the topic root must have no ``.``. See docs/scale.md.
+    nats: bool = False
 
     def __post_init__(self) -> None:
         self.endpoints()  # raises ValueError with the reason
+        if self.nats and "." in self.topic_root:
+            raise ValueError(f"topic_root must have no '.' on NATS (nats = true), got {self.topic_root!r}")
+
+    def topic_name(self, name: str) -> str:
+        """A service or instance name as it goes into a topic on this broker (``.`` -> ``_`` on NATS)."""
+        return name.replace(".", "_") if self.nats else name
 
     def endpoint(self) -> MqttEndpoint:
         """The first broker (the one to try first)."""

@@ -190,16 +190,22 @@ class Reporter:
         backoff_max_s: float = 10.0,
         keepalive_s: int = 5,
         clock: Callable[[], float] = time.time,
+        nats: bool | None = None,
     ) -> None:
-        self.service = check_name("service", service)
-        self.instance = check_name("instance", instance or f"{os.uname().nodename.lower()}-{os.getpid()}")
+        if nats is None:
+            nats = os.environ.get("OPSDASH_MQTT__NATS", "").strip().lower() in ("1", "true", "yes")
         mqtt = MqttConfig(
             url=mqtt_url or os.environ.get("OPSDASH_MQTT_URL", "mqtt://127.0.0.1:1883"),
             topic_root=topic_root or os.environ.get("OPSDASH_TOPIC_ROOT", "$ops"),
-            keepalive_s=keepalive_s,
+            keepalive_s=keepalive_s, nats=nats,
         )
+        # On NATS a '.' in a topic level disconnects the client: names are published with '_' there.
+        self.service = mqtt.topic_name(check_name("service", service))
+        self.instance = mqtt.topic_name(
+            check_name("instance", instance or f"{os.uname().nodename.lower()}-{os.getpid()}"))
         #: the brokers of mqtt_url in turn (failover to the next node of a cluster)
         self.brokers = Brokers(mqtt.endpoints())
+        self.nats = mqtt.nats
         self.root = mqtt.topic_root
         interval = interval_s or float(os.environ.get("OPSDASH_INTERVAL_S", "1"))
         if not 0.05 <= interval <= 3600:
@@ -314,9 +320,23 @@ class Reporter:
                 log.debug("%s/%s connected", self.service, self.instance)
                 await self._connected_loop(client)
 
+        hinted = False
+
+        def lost(exc: Exception) -> None:
+            nonlocal hinted
+            self.connected.clear()
+            # NATS drops a client whose topics (its Last Will's too) have a '.', before CONNACK: say
+            # why instead of retrying quietly.
+            dotted = "." in f"{self.service}{self.instance}"
+            if not hinted and self.connects == 0 and dotted and not self.nats:
+                hinted = True
+                log.warning("%s/%s: no connection yet (%s). If the broker is NATS, names with '.' are "
+                            "refused there: set OPSDASH_MQTT__NATS=true (Reporter(nats=True)) to publish "
+                            "them with '_' (docs/scale.md)", self.service, self.instance, exc)
+
         if not self._stopping:
             await reconnect_forever(session, backoff, what=f"{self.service}/{self.instance}", logger=log,
-                                    on_lost=lambda _exc: self.connected.clear(), sleep=self._sleep_or_stop,
+                                    on_lost=lost, sleep=self._sleep_or_stop,
                                     stopping=lambda: self._stopping, brokers=self.brokers)
 
     async def _sleep_or_stop(self, delay: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,3 +99,47 @@ async def test_unreachable_monitor_is_a_failure_naming_it(nats: NatsCluster) -> 
     result = (await ProbeRunner([probe]).run_once())["mqtt"]
     assert result.status in ("degraded", "down")
     assert result.error is not None and "NATS monitoring endpoint unreachable: http://127.0.0.1:9" in result.error
+
+
+async def test_dotted_names_are_mapped_on_nats_instead_of_a_reconnect_loop(nats: NatsCluster) -> None:
+    from telemetry_bus.reporter import Reporter
+    ep = MqttConfig(url=nats.mqtt_url(0)).endpoint()
+    async with aiomqtt.Client(ep.host, ep.port, identifier="dot-watcher") as sub:
+        await sub.subscribe("ops/v1/svc/#", qos=1)
+        rep = Reporter("ingest", "web-1.eu.example", mqtt_url=nats.mqtt_url(0), topic_root="ops", nats=True,
+                       interval_s=0.2, backoff_initial_s=0.05, backoff_max_s=0.2)
+        assert rep.instance == "web-1_eu_example"
+        await rep.start()
+        rep.inc("messages_received", 7)
+        topics: set[str] = set()
+        async with asyncio.timeout(10):
+            async for m in sub.messages:
+                topics.add(m.topic.value)
+                if "ops/v1/svc/ingest/web-1_eu_example/metrics" in topics:
+                    break
+        await rep.stop()
+    assert "ops/v1/svc/ingest/web-1_eu_example/status" in topics
+    assert rep.connects == 1  # one connection: never disconnected for a '.' in a topic
+
+
+def test_nats_refuses_a_dotted_topic_root() -> None:
+    with pytest.raises(ValueError, match=r"topic_root must have no '\.' on NATS"):
+        MqttConfig(url="mqtt://n:1883", topic_root="ops.v", nats=True)
+
+
+async def test_without_the_flag_a_dotted_name_gets_a_clear_hint(nats: NatsCluster,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    from telemetry_bus.reporter import Reporter
+    rep = Reporter("ingest", "web-1.eu", mqtt_url=nats.mqtt_url(0), topic_root="ops", nats=False,
+                   interval_s=0.2, backoff_initial_s=0.05, backoff_max_s=0.2)
+    await rep.start()
+    try:
+        # NATS closes the connection without a CONNACK (its Last Will topic has the '.'): aiomqtt gives
+        # up after its 10 s connect timeout, then the hint comes
+        async with asyncio.timeout(20):
+            while "set OPSDASH_MQTT__NATS=true" not in caplog.text:
+                await asyncio.sleep(0.05)
+    finally:
+        await rep.stop()
+    assert caplog.text.count("OPSDASH_MQTT__NATS") == 1  # said once, not on every retry
+    assert rep.connects == 0
