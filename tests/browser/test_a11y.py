@@ -5,33 +5,24 @@ docs/frontend.md)."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.browser.conftest import FRONTEND, Stack
+from tests.browser.routes import pages
 from tests.support.servers import scaled
 
 pytestmark = pytest.mark.browser
 
 AXE = FRONTEND / "node_modules" / "axe-core" / "axe.min.js"
-ROUTES = FRONTEND / "src" / "app" / "routes.ts"
 
 #: rule id -> why a moderate finding is accepted (kept in step with docs/frontend.md)
 ACCEPTED_MODERATE: dict[str, str] = {}
 
 SIZES = [("phone", 390, 844, "light"), ("phone", 390, 844, "dark"),
          ("desktop", 1366, 768, "light"), ("desktop", 1366, 768, "dark")]
-
-
-def pages() -> list[str]:
-    """Every path of the route table (whatever pages exist now), params filled with a component."""
-    paths = re.findall(r'path:\s*"(/[^"]*)"', ROUTES.read_text())
-    assert "/" in paths and len(paths) >= 6, f"route table not understood: {paths}"
-    return [re.sub(r":[a-z_]+", "ingest", p).removesuffix("/*") or "/" for p in paths]
 
 
 def audit(page: Any) -> list[dict[str, Any]]:
@@ -44,12 +35,6 @@ def audit(page: Any) -> list[dict[str, Any]]:
         nodes: v.nodes.slice(0, 4).map(n => n.target.join(' ') + ': ' + n.failureSummary.split('\\n').slice(1, 2).join(''))}));
     }""")
     return result  # type: ignore[no-any-return]
-
-
-@pytest.fixture(scope="module")
-def seen() -> Iterator[list[str]]:
-    out: list[str] = []
-    yield out
 
 
 @pytest.mark.parametrize(("kind", "width", "height", "scheme"), SIZES,

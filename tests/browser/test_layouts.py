@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import ARTIFACTS
+from tests.browser.routes import pages
 from tests.support.servers import scaled
 
 pytestmark = pytest.mark.browser
@@ -71,3 +72,54 @@ def test_dashboard_layout(open_page: Any, name: str, width: int, height: int, wa
         }""")
         assert smallest[0] >= (15 if width < 2500 else 30), f"{name}: text as small as {smallest}"
     console.check()
+
+
+PAGE_SIZES = [("phone-360x740", 360, 740), ("laptop-1366x768", 1366, 768)]
+
+
+@pytest.mark.parametrize(("name", "width", "height"), PAGE_SIZES, ids=[s[0] for s in PAGE_SIZES])
+def test_every_page_fits_the_width(stack: Any, open_page: Any, name: str, width: int, height: int) -> None:
+    """Whatever pages the route table has: no sideways scroll, no overlapping text, a screenshot."""
+    page, console = open_page(width=width, height=height)
+    problems = []
+    for path in pages():
+        page.goto(stack.base + path)
+        page.wait_for_selector('[data-testid="app"][data-phase="live"]', timeout=scaled(15) * 1000)
+        page.wait_for_timeout(800)
+        slug = path.strip("/").replace("/", "-") or "dashboard"
+        shot(page, f"page-{slug}-{name}", full=True)
+        r = page.evaluate(CHECKS, [])
+        if r["scrollWidth"] > width or r["wide"]:
+            problems.append(f"{path}: {r['scrollWidth']} px wide: {r['wide']}")
+        if r["overlaps"]:
+            problems.append(f"{path}: overlapping text: {r['overlaps']}")
+    assert not problems, "\n".join(problems)
+    console.check()
+
+
+def test_light_theme_dark_wall_and_reduced_motion(stack: Any, browser: Any) -> None:
+    ctx = browser.new_context(viewport={"width": 1366, "height": 768}, color_scheme="light",
+                              reduced_motion="reduce")
+    try:
+        page = ctx.new_page()
+        page.goto(stack.base + "/")
+        page.wait_for_selector('[data-testid="gauge-disk"]', timeout=scaled(15) * 1000)
+        bg = "getComputedStyle(document.body).backgroundColor"
+        assert page.evaluate(bg) == "rgb(243, 245, 247)", "light system theme: a light page"
+        assert page.evaluate(
+            "getComputedStyle(document.querySelector('.gauge-fill')).transitionDuration") == "0s"
+        page.get_by_role("link", name="Wall mode").click()
+        page.wait_for_selector(".app.wall")
+        assert page.evaluate(bg) == "rgb(13, 17, 23)", "the wall stays dark"
+    finally:
+        ctx.close()
+    ctx = browser.new_context(viewport={"width": 1366, "height": 768}, color_scheme="dark")
+    try:
+        page = ctx.new_page()
+        page.goto(stack.base + "/")
+        page.wait_for_selector('[data-testid="gauge-disk"]', timeout=scaled(15) * 1000)
+        assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(13, 17, 23)"
+        assert page.evaluate(
+            "getComputedStyle(document.querySelector('.gauge-fill')).transitionDuration") != "0s"
+    finally:
+        ctx.close()
