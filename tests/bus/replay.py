@@ -80,13 +80,13 @@ def make_stream(seconds: int = 150, seed: int = 7) -> list[Step]:
                     r.core.inc("messages_received", rnd.randint(80, 120))
                     r.core.inc("points_written", rnd.randint(300, 400))
                     r.core.observe("influx_write_ms", rnd.lognormvariate(1.5, 0.6))
-                    r.core.set_gauge("queue_depth", float(rnd.randint(0, 1500 if 40 < sec < 50 else 200)))
+                    r.core.set_gauge("queue_depth", rnd.randint(0, 1500 if 40 < sec < 50 else 200))
                 case "evaluator":
                     r.core.inc("rules_evaluated", rnd.randint(500, 600))
                     r.core.inc("alerts_triggered", rnd.randint(0, 3))
                 case "dispatcher":
                     r.core.inc("alerts_routed", rnd.randint(0, 3))
-                    r.core.set_gauge("pending_jobs", float(rnd.randint(0, 80 if sec > 100 else 10)))
+                    r.core.set_gauge("pending_jobs", rnd.randint(0, 80 if sec > 100 else 10))
                 case "delivery":
                     r.core.inc("webhooks_sent", rnd.randint(5, 10))
                     r.core.inc("webhooks_failed", rnd.randint(0, 6 if sec > 110 else 1))

@@ -1,29 +1,5 @@
 /** REST client for the gateway's system endpoints (same origin). */
-import type { AuthInfo, View } from "./types";
-
-export type Section = "health" | "metrics" | "capacity" | "aggregates" | "errors";
-
-export class HttpError extends Error {
-  constructor(readonly status: number, url: string) {
-    super(`GET ${url}: HTTP ${status}`);
-  }
-}
-
-async function getJson<T>(url: string, token: string | null): Promise<T> {
-  const headers: Record<string, string> = { Accept: "application/json" };
-  if (token) headers.Authorization = `Bearer ${token}`;
-  const res = await fetch(url, { headers, credentials: "same-origin" });
-  if (!res.ok) throw new HttpError(res.status, url);
-  return (await res.json()) as T;
-}
-
-export function fetchSection<S extends Section>(name: S, token: string | null): Promise<NonNullable<View[S]>> {
-  return getJson(`/operator/system/${name}`, token);
-}
-
-export function fetchSeries(names: string[], token: string | null): Promise<NonNullable<View["series"]>> {
-  return getJson(`/operator/system/series?names=${encodeURIComponent(names.join(","))}`, token);
-}
+import type { AuthInfo } from "./types";
 
 interface HealthzAuth {
   mode?: string;

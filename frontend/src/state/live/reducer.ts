@@ -82,10 +82,10 @@ function isFiniteNumber(v: unknown): v is number {
 
 /** Push appended points onto their series, trimming each from the front to `maxLen`. */
 export function applyAppend(
-  series: Record<string, SeriesPoint[] | null | undefined>,
+  series: Record<string, SeriesPoint[]>,
   append: Record<string, SeriesPoint> | null | undefined,
   maxLen: number,
-): Record<string, SeriesPoint[] | null | undefined> {
+): Record<string, SeriesPoint[]> {
   if (!append) return series;
   const out = { ...series };
   for (const [name, point] of Object.entries(append)) {

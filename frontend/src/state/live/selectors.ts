@@ -44,13 +44,12 @@ export function liveAge(ageS: unknown, state: LiveState, now: number): number | 
 }
 
 /**
- * Age (s) of a piece of the view at the moment the view was generated: its `age_s` when it carries
- * one, else `generated_at - ts` (or `- last_seen`), both on the aggregator's clock, so the browser's
- * clock never enters into it. Null when unknown.
+ * Age (s) of a piece of the view at the moment the view was generated: `generated_at - ts` (or
+ * `- last_seen`), both on the aggregator's clock, so the browser's clock never enters into it. Null
+ * when unknown.
  */
-export function sourceAgeS(view: View | null, obj: { age_s?: unknown; ts?: unknown; last_seen?: unknown } | null | undefined): number | null {
+export function sourceAgeS(view: View | null, obj: { ts?: unknown; last_seen?: unknown } | null | undefined): number | null {
   if (!obj) return null;
-  if (typeof obj.age_s === "number" && Number.isFinite(obj.age_s)) return obj.age_s;
   const gen = view?.meta?.generated_at;
   const t = typeof obj.ts === "number" ? obj.ts : typeof obj.last_seen === "number" ? obj.last_seen : null;
   if (typeof gen !== "number" || t === null || !Number.isFinite(t)) return null;

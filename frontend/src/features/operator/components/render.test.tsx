@@ -23,11 +23,11 @@ afterEach(() => {
 });
 
 const view: View = {
-  meta: { seq: 5, series_len: 900, tick_s: 1 },
+  meta: { seq: 5, series_len: 900, tick_s: 1, generated_at: 1764236400 },
   health: {
     status: "degraded",
     components: {
-      postgres: { kind: "probe", status: "healthy", connections: 15, max_connections: 100, age_s: 1 },
+      postgres: { kind: "probe", status: "healthy", connections: 15, max_connections: 100, ts: 1764236399 },
       delivery: { kind: "service", status: "down", reason: "delivery-1: lost (Last Will)", instances_healthy: 0, instances_total: 1 },
       ingest: { kind: "service", status: "healthy", instances_healthy: 2, instances_total: 2 },
     },
