@@ -73,7 +73,7 @@ from gateway.store import Outcome, Sections, ViewStore, parse_sections
 from telemetry_bus.config import MqttConfig
 from telemetry_bus.contract import decode_patch, decode_snapshot, topics
 
-__all__ = ["LIVE_PATH", "Gateway", "GatewayStartError", "run_gateway"]
+__all__ = ["LIVE_PATH", "Gateway", "GatewayStartError"]
 
 log = logging.getLogger("opsdash.gateway")
 
@@ -955,39 +955,3 @@ class Gateway:
                      "oidc_issuer": self.cfg.oidc_issuer or None,
                      "oidc_client_id": self.cfg.oidc_client_id or None, "oidc_scope": "openid"},
         }
-
-
-async def run_gateway(config: Any) -> None:
-    """``opsdash gateway``: serve until cancelled. ``config`` is opsdash.config.Config."""
-    try:
-        gw = Gateway(config.gateway, config.mqtt, app_config=config)
-    except GatewayStartError as exc:
-        from opsdash.config import ConfigError
-        raise ConfigError(f"gateway: {exc}") from exc
-    from opsdash.selfreport import self_reporting
-
-    async with gw, self_reporting(config, "gateway", gw.id) as rep:
-        # opsdash watches itself: the gateway's own figures on the bus, once per reporter interval
-        reporter_task = asyncio.create_task(_report_gateway(gw, rep), name="gateway:selfreport")
-        try:
-            await gw.wait_closed()
-        finally:
-            reporter_task.cancel()
-
-
-async def _report_gateway(gw: Gateway, rep: Any) -> None:
-    counted = ("patches_sent_total", "snapshots_sent_total", "resyncs_total", "dropped_slow_total",
-               "auth_failures_total", "connections_total", "bad_messages_total")
-    last = {name: 0 for name in counted}
-    while True:
-        for name in counted:
-            value = getattr(gw.counters, name)
-            rep.inc(name.removesuffix("_total"), max(0, value - last[name]))
-            last[name] = value
-        rep.set_gauge("clients_connected", sum(1 for c in gw.clients.values() if c.live))
-        rep.set_gauge("view_age_s", gw.store.age(time.time()) or 0.0)
-        if not gw.mqtt_connected:
-            rep.set_health("degraded", "not connected to the broker")
-        else:
-            rep.set_health("ok")
-        await asyncio.sleep(rep.interval_s)

@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from probes.runner import run_probes
                 asyncio.run(run_probes(config))
             case "gateway":
-                from gateway.server import run_gateway
+                from opsdash.wiring import run_gateway
                 asyncio.run(run_gateway(config))
             case "recorder":
                 from history.recorder import HISTORY_OFF, run_recorder
@@ -132,8 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     return 2
                 asyncio.run(run_recorder(config))
             case "up":
-                from gateway.server import run_gateway
                 from history.recorder import HISTORY_OFF, run_recorder
+                from opsdash.wiring import run_gateway
                 from probes.runner import run_probes
                 from telemetry_bus.service import run_aggregator
                 parts = [run_aggregator, run_probes, run_gateway]

@@ -288,8 +288,8 @@ class Demo:
     async def _serve(self) -> None:
         if self.stop.is_set():  # stopped while starting
             return
-        from gateway.server import run_gateway
         from opsdash.simulator import Simulator
+        from opsdash.wiring import run_gateway
         from probes.runner import run_probes
         from telemetry_bus.service import run_aggregator
 
