@@ -3,6 +3,7 @@
     GET /operator/system/history                               the catalogue
     GET /operator/system/history?series=a,b&from=F&to=T&step=S  series
     GET /operator/system/history/states?from=F&to=T             component state timelines
+    GET /operator/system/history/status                         {"enabled", "message", "retention_days"}
 
 The handlers are plain functions of (reader, parsed parameters, now) → ``(status, JSON body)``; the
 query is parsed strictly by gateway/query.py (400 naming the parameter). ``from`` defaults to ``-15m``
@@ -126,6 +127,12 @@ class HistoryApi:
     async def get_states(self, req: HttpRequest) -> Reply:
         return await self._answer(True, req.params, req.wall_now)
 
+    async def get_status(self, req: HttpRequest) -> Reply:
+        """Whether history is on (200 either way), so a page can say so without provoking a 404."""
+        if not self.cfg.enabled:
+            return Reply(200, {"enabled": False, "message": HISTORY_OFF, "retention_days": None})
+        return Reply(200, {"enabled": True, "message": None, "retention_days": self.cfg.retention_days})
+
 
 def install(gw: Gateway) -> None:
     """Add the history routes; the config comes from ``gw.app_config.history`` (off when absent)."""
@@ -133,6 +140,7 @@ def install(gw: Gateway) -> None:
     api = HistoryApi(cfg if isinstance(cfg, HistoryConfig) else HistoryConfig())
     gw.routes.get(PATH, api.get_history, query=HistoryParams, section="series")
     gw.routes.get(PATH + "/states", api.get_states, query=StatesParams, section="series")
+    gw.routes.get(PATH + "/status", api.get_status, section="series")
     gw.on_stop(api.close)
     if not api.cfg.enabled:
         log.info("gateway: history is off (OPSDASH_HISTORY_URL unset): the history endpoints answer 404")

@@ -8,6 +8,7 @@
  * stream); the shell asks the gateway for it with a new hello on the same connection.
  */
 import type { ComponentType } from "preact";
+import { HistoryPage } from "../features/history/HistoryPage";
 import { Dashboard } from "../features/operator/Dashboard";
 import { placeholder } from "./Placeholder";
 import type { Params } from "./router";
@@ -26,7 +27,7 @@ export interface RouteDef {
 
 export const routes: RouteDef[] = [
   { path: "/", title: "System status", nav: "Status", component: Dashboard },
-  { path: "/history", title: "History", nav: "History", component: placeholder("The history of the platform") },
+  { path: "/history", title: "History", nav: "History", component: HistoryPage },
   { path: "/logs", title: "Logs", nav: "Logs", component: placeholder("Log search and live tail") },
   { path: "/graph", title: "Dependency graph", nav: "Graph", component: placeholder("The dependency graph") },
   { path: "/alerts", title: "Alerts", nav: "Alerts", component: placeholder("The alerts page") },

@@ -6,7 +6,7 @@ import { CapacityGauges } from "./components/CapacityGauges";
 import { ErrorFeed } from "./components/ErrorFeed";
 import { PlatformTotals } from "./components/PlatformTotals";
 import { ServiceHealthGrid } from "./components/ServiceHealthGrid";
-import { ThroughputChart } from "./components/ThroughputChart";
+import { RangedThroughput } from "../history/RangedThroughput";
 import { Tile } from "./components/Tile";
 
 /** The capacity panel is as old as its oldest source, and stale when any source is. */
@@ -36,7 +36,7 @@ export function Dashboard() {
         <ServiceHealthGrid live={live} now={now} />
       </section>
       <Tile title="Throughput · last 15 min" ageS={viewAge.ageS} stale={viewAge.stale} class="area-tp" testId="tile-throughput">
-        <ThroughputChart view={view} windowS={windowS} />
+        <RangedThroughput view={view} windowS={windowS} />
       </Tile>
       <Tile title="Capacity" ageS={capAge.ageS} stale={capAge.stale} class="area-cap" testId="tile-capacity">
         <CapacityGauges view={view} />

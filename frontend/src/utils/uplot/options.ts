@@ -46,6 +46,8 @@ export interface ChartOpts {
   fontPx?: number;
   /** Axis label and grid colour (the theme's muted text colour). */
   axisColor?: string;
+  /** Drag over the chart selects [a, b] (Unix s): zoom into history (features/history). */
+  onSelect?: (a: number, b: number) => void;
 }
 
 /** `#rrggbb` with an alpha, as canvas understands it; other colour strings are returned as they are. */
@@ -73,7 +75,7 @@ export function buildOptions(o: ChartOpts): uPlot.Options {
     width: Math.max(100, o.width),
     height: Math.max(60, o.height),
     legend: { show: false },
-    cursor: { drag: { x: false, y: false }, points: { size: 6 } },
+    cursor: { drag: { x: !!o.onSelect, y: false, setScale: false }, points: { size: 6 } },
     padding: [8, 18, 0, 0],
     scales: {
       x: { time: true, range: () => windowRange(o.latestX(), o.windowS, o.nowS()) },
@@ -101,6 +103,15 @@ export function buildOptions(o: ChartOpts): uPlot.Options {
       })),
     ],
     hooks: {
+      setSelect: [
+        (u: uPlot) => {
+          if (!o.onSelect || !(u.select.width > 0)) return;
+          const a = u.posToVal(u.select.left, "x");
+          const b = u.posToVal(u.select.left + u.select.width, "x");
+          u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+          o.onSelect(a, b);
+        },
+      ],
       draw: [
         (u: uPlot) => {
           const ts = o.markers();

@@ -11,6 +11,8 @@ export interface LiveChartProps {
   windowS: number;
   testId?: string;
   label: string;
+  /** Drag to zoom into history (features/history); without it the chart does not select. */
+  onZoom?: (a: number, b: number) => void;
 }
 
 /** Axis labels at 0.8 of the root size (11 px on a laptop, ~15 px on a 1080p wall, ~31 px in 4K). */
@@ -24,11 +26,13 @@ function axisStyle(): { fontPx: number; axisColor: string } {
  * A uPlot line chart created once, fed with `setData` on every update (no re-creation, no flicker),
  * resized with its box, destroyed on unmount.
  */
-export function LiveChart({ series, lines, markers, windowS, testId, label }: LiveChartProps) {
+export function LiveChart({ series, lines, markers, windowS, testId, label, onZoom }: LiveChartProps) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   const markersRef = useRef<number[]>(markers);
   const latestRef = useRef<number | null>(null);
+  const zoomRef = useRef(onZoom);
+  zoomRef.current = onZoom;
   const data = toColumns(series);
   markersRef.current = markers;
   latestRef.current = data[0].length ? (data[0][data[0].length - 1] ?? null) : null;
@@ -45,6 +49,7 @@ export function LiveChart({ series, lines, markers, windowS, testId, label }: Li
       latestX: () => latestRef.current,
       nowS: () => Date.now() / 1000,
       ...axisStyle(),
+      onSelect: onZoom ? (a, b) => zoomRef.current?.(a, b) : undefined,
     });
     const u = new uPlot(opts, toColumns(series) as uPlot.AlignedData, el);
     plot.current = u;

@@ -28,7 +28,7 @@ export function errorMarkers(view: View | null): Record<"ingest" | "alert" | "de
   return out;
 }
 
-export function ThroughputChart({ view, windowS }: { view: View | null; windowS: number }) {
+export function ThroughputChart({ view, windowS, onZoom }: { view: View | null; windowS: number; onZoom?: (a: number, b: number) => void }) {
   const t = view?.metrics?.throughput;
   const lat = view?.metrics?.latency;
   const markers = errorMarkers(view);
@@ -56,6 +56,7 @@ export function ThroughputChart({ view, windowS }: { view: View | null; windowS:
             lines={[{ label: r.title, color: r.color, unit: r.unit }]}
             markers={markers[r.id]}
             windowS={windowS}
+            onZoom={onZoom}
             testId={`chart-${r.id}`}
             label={`${r.title} per second, last 15 minutes`}
           />
@@ -82,6 +83,7 @@ export function ThroughputChart({ view, windowS }: { view: View | null; windowS:
           lines={LATENCY_LINES}
           markers={[]}
           windowS={windowS}
+          onZoom={onZoom}
           testId="chart-latency"
           label="Write latency p50, p95, p99, last 15 minutes"
         />
