@@ -63,6 +63,10 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     jwks_max_age_s: Positive = 600.0
     #: Browser Origins allowed to open the WebSocket; empty = same host as the gateway only.
     allowed_origins: list[str] = []
+    #: Host header names accepted (421 otherwise; a port is ignored); ``["*"]`` = any. Empty = the
+    #: listen address, ``localhost``, ``127.0.0.1`` and ``[::1]``, or any when listening on a wildcard
+    #: address (0.0.0.0, ::). Stops DNS rebinding against a gateway on loopback.
+    allowed_hosts: list[str] = []
     #: Directory of the built frontend; empty = the repository's ``frontend/dist``.
     static_dir: str = ""
     #: The view is stale when the aggregator has been silent this long.

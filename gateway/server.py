@@ -37,7 +37,7 @@ import socket
 import ssl
 import time
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -72,8 +72,9 @@ from gateway.static import StaticFiles
 from gateway.store import Outcome, Sections, ViewStore, parse_sections
 from telemetry_bus.config import MqttConfig
 from telemetry_bus.contract import decode_patch, decode_snapshot, topics
+from telemetry_bus.reconnect import Backoff, reconnect_forever
 
-__all__ = ["LIVE_PATH", "Gateway", "GatewayStartError"]
+__all__ = ["LIVE_PATH", "Gateway", "GatewayFailed", "GatewayStartError"]
 
 log = logging.getLogger("opsdash.gateway")
 
@@ -89,11 +90,20 @@ CLOSE_RATE_LIMITED: Final = 4429
 CLOSE_POLICY: Final = 1008
 
 _encoder: Final = msgspec.json.Encoder()
+# A background task that dies is restarted after a pause; this many deaths within the window stop
+# the gateway (non-zero exit) rather than restart a loop that cannot run.
+_RESTART_PAUSE_S: Final = 0.5
+_RESTART_LIMIT: Final = 5
+_RESTART_WINDOW_S: Final = 60.0
 _GZIP_MIN: Final = 1400
 
 
 class GatewayStartError(Exception):
     """The gateway cannot start as configured (the message says why)."""
+
+
+class GatewayFailed(RuntimeError):
+    """The gateway stopped by itself: a background task kept dying (the process exits non-zero)."""
 
 
 class TokenBucket:
@@ -131,6 +141,22 @@ class Client:
 MessageHandler = Callable[["Client", dict[str, Any]], Awaitable[None]]
 
 
+#: Why a connection, message or request was refused (``opsdash_gateway_refused_total{reason}``).
+REFUSAL_REASONS: Final = (
+    "handshake_rate",           # HTTP requests / handshakes over handshake_rate (429)
+    "host",                     # Host header not in allowed_hosts (421) or not exactly one (400)
+    "origin",                   # WebSocket Origin not allowed (403)
+    "max_clients",              # gateway full (503)
+    "connections_per_address",  # too many WebSockets from one address (429 / 4429)
+    "auth_timeout",             # no hello within auth_timeout_s (4408)
+    "message_rate",             # client messages over client_msg_rate (4429)
+    "message_too_big",          # client message over max_message_bytes (1009)
+    "bad_message",              # undecodable or invalid client message (1008)
+    "bad_query",                # query string refused by the strict parser (400)
+    "bad_body",                 # request body refused (400)
+)
+
+
 @dataclass
 class Counters:
     """The gateway's own figures: in /healthz, and reported on the bus as opsdash-gateway."""
@@ -143,16 +169,40 @@ class Counters:
     resyncs_total: int = 0
     dropped_slow_total: int = 0
     auth_failures_total: int = 0
-    refused: dict[str, int] = field(default_factory=dict)
+    #: Every reason starts at 0, so a rate() over it works before the first refusal.
+    refused: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REFUSAL_REASONS, 0))
     bad_messages_total: int = 0
     mqtt_connects_total: int = 0
+    feed_errors_total: int = 0
+    task_restarts: dict[str, int] = field(default_factory=dict)
 
     def refuse(self, reason: str) -> None:
         self.refused[reason] = self.refused.get(reason, 0) + 1
 
 
+#: On every answer: no MIME sniffing, no Referer to other sites, never inside a frame (clickjacking).
+_SECURITY_HEADERS: Final = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
+                            ("X-Frame-Options", "DENY"))
+
+
+def content_security_policy(oidc_issuer: str = "") -> str:
+    """The page's CSP: only its own scripts, styles and connections (the live WebSocket is 'self'),
+    plus the OIDC issuer for the login's token requests; no inline script, no plugins, no framing.
+    The built frontend runs under it without a violation (tests/browser/test_security.py)."""
+    connect = "'self'"
+    if oidc_issuer:
+        parts = urlsplit(oidc_issuer)
+        if parts.scheme in ("http", "https") and parts.netloc:
+            connect += f" {parts.scheme}://{parts.netloc}"
+    return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            f"font-src 'self'; connect-src {connect}; object-src 'none'; base-uri 'none'; "
+            "form-action 'self'; frame-ancestors 'none'")
+
+
 def _response(status: int, headers: list[tuple[str, str]], body: bytes) -> Response:
     h = Headers(headers)
+    for name, value in _SECURITY_HEADERS:
+        h[name] = value
     if status != 304:
         h["Content-Length"] = str(len(body))
     h["Date"] = email.utils.formatdate(usegmt=True)
@@ -183,6 +233,28 @@ class SeriesParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     since: Time | None = None
 
 
+def _host_name(host: str) -> str:
+    """The name of a Host header without its port, lowercase; IPv6 keeps its brackets off."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    name, sep, port = host.rpartition(":")
+    return name if sep and port.isdigit() else host
+
+
+def _allowed_hosts(cfg: GatewayConfig, listen_host: str) -> frozenset[str] | None:
+    """The Host names accepted (None: any). Default: the listen address and the loopback names;
+    with a wildcard listen address and no list, any (auth none is refused there, and a token is
+    never sent to another site's page, so rebinding gains nothing)."""
+    if "*" in cfg.allowed_hosts:
+        return None
+    if cfg.allowed_hosts:
+        return frozenset(_host_name(h) for h in cfg.allowed_hosts)
+    if listen_host in ("", "0.0.0.0", "::"):
+        return None
+    return frozenset({listen_host.lower(), "localhost", "127.0.0.1", "::1"})
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -196,15 +268,18 @@ class Gateway:
     """One gateway: see the module docstring."""
 
     def __init__(self, cfg: GatewayConfig, mqtt: MqttConfig,
-                 clock: Callable[[], float] = time.monotonic,
-                 wallclock: Callable[[], float] = time.time, app_config: Any = None) -> None:
+                 mono_clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time, app_config: Any = None) -> None:
         self.cfg = cfg
         self.mqtt = mqtt
         #: the whole opsdash Config when run by opsdash: endpoint modules read their section from it
         #: at install time (e.g. ``history``); None in tests that build a bare gateway
         self.app_config = app_config
-        self.clock = clock
-        self.wallclock = wallclock
+        # Two clocks, one purpose each: ``mono_clock`` (monotonic) for ages, staleness, rates and
+        # timeouts, and every stamp the store keeps; ``wall_clock`` (Unix seconds) only for token
+        # expiry and for times in queries and answers. Never subtract one from the other.
+        self.mono_clock = mono_clock
+        self.wall_clock = wall_clock
         self.host, self._port = parse_listen(cfg.listen)
         if cfg.auth == "none" and not _is_loopback(self.host):
             raise GatewayStartError(
@@ -215,16 +290,18 @@ class Gateway:
         if cfg.auth == "oidc":
             url = cfg.oidc_jwks_url or cfg.oidc_issuer.rstrip("/") + "/protocol/openid-connect/certs"
             jwks = JwksCache(url, min_refresh_s=cfg.jwks_min_refresh_s, max_age_s=cfg.jwks_max_age_s,
-                             clock=clock)
+                             clock=mono_clock)
         try:
             self.auth = Authenticator(
                 cfg.auth, tokens=cfg.tokens, display_tokens=cfg.display_tokens,
                 display_sections=cfg.display_sections, issuer=cfg.oidc_issuer,
                 audience=cfg.oidc_audience, role=cfg.oidc_role, algorithms=cfg.oidc_algorithms,
-                leeway_s=cfg.oidc_leeway_s, jwks=jwks, wallclock=wallclock)
+                leeway_s=cfg.oidc_leeway_s, jwks=jwks, wallclock=wall_clock)
         except ValueError as exc:
             raise GatewayStartError(str(exc)) from exc
         self.store = ViewStore()
+        self.csp = content_security_policy(cfg.oidc_issuer if cfg.auth == "oidc" else "")
+        self.allowed_hosts = _allowed_hosts(cfg, self.host)
         self.static = StaticFiles(cfg.static_dir or REPO_DIST)
         self.counters = Counters()
         self.clients: dict[ServerConnection, Client] = {}
@@ -236,7 +313,11 @@ class Gateway:
         self.stale = True
         self._last_meta = 0.0
         self._server: Server | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._supervisor: asyncio.Task[None] | None = None
+        #: The running background tasks by name (``mqtt``, ``housekeeping``).
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        #: Why the gateway stopped by itself (a background task kept dying), else None.
+        self.failure: BaseException | None = None
         self._openapi: bytes | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._on_start: list[Callable[[], Awaitable[None]]] = []
@@ -271,24 +352,74 @@ class Gateway:
             ping_interval=self.cfg.ping_interval_s, ping_timeout=self.cfg.ping_timeout_s,
             server_header="opsdash-gateway", create_connection=BodyConnection,
             logger=logging.getLogger("opsdash.gateway.ws"))
-        if self.auth.jwks is not None:
-            self._tasks.append(asyncio.create_task(self._first_jwks(), name="gateway-jwks"))
-        self._tasks.append(asyncio.create_task(self._mqtt_loop(), name="gateway-mqtt"))
-        self._tasks.append(asyncio.create_task(self._housekeeping(), name="gateway-housekeeping"))
+        self._supervisor = asyncio.create_task(self._supervise_all(), name="gateway-supervisor")
         log.info("gateway %s listening on %s (auth %s)", self.id, self.url, self.cfg.auth)
+
+    # -- background tasks under supervision ----------------------------------------------------------
+    async def _supervise_all(self) -> None:
+        """The background loops in one TaskGroup, each restarted when it dies (see _supervised).
+
+        A loop that keeps dying (``_RESTART_LIMIT`` times within ``_RESTART_WINDOW_S``) ends the group;
+        the gateway then closes its server, ``wait_closed`` returns and ``run_gateway`` raises, so
+        the process exits non-zero instead of serving a view that silently stopped moving.
+        """
+        try:
+            async with asyncio.TaskGroup() as tg:
+                if self.auth.jwks is not None:
+                    tg.create_task(self._first_jwks(), name="gateway-jwks")
+                tg.create_task(self._supervised("mqtt", "_mqtt_loop"))
+                tg.create_task(self._supervised("housekeeping", "_housekeeping"))
+        except Exception as exc:
+            while isinstance(exc, ExceptionGroup) and exc.exceptions:  # the TaskGroup's wrapper
+                exc = exc.exceptions[0]
+            self.failure = exc
+            log.critical("gateway %s stops: %s", self.id, exc)
+            if self._server is not None:
+                self._server.close()
+
+    async def _supervised(self, name: str, method: str) -> None:
+        """Run the loop ``self.<method>()`` as task ``gateway-<name>``; when it ends (exception,
+        cancel, return) while the gateway runs, log it, count it and start it again after a pause."""
+        deaths: list[float] = []
+        while True:
+            loop: Callable[[], Coroutine[Any, Any, None]] = getattr(self, method)
+            task = asyncio.create_task(loop(), name=f"gateway-{name}")
+            self.tasks[name] = task
+            try:
+                await asyncio.wait({task})
+            except asyncio.CancelledError:  # the gateway stops
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                raise
+            if task.cancelled():
+                why: BaseException | str = "was cancelled"
+            elif task.exception() is not None:
+                why = task.exception() or "?"
+            else:
+                why = "returned"
+            self.counters.task_restarts[name] = self.counters.task_restarts.get(name, 0) + 1
+            now = self.mono_clock()
+            deaths = [t for t in deaths if now - t < _RESTART_WINDOW_S] + [now]
+            if len(deaths) >= _RESTART_LIMIT:
+                raise RuntimeError(f"task gateway-{name} died {len(deaths)} times within "
+                                   f"{_RESTART_WINDOW_S:g} s (last: {why!r})")
+            exc_info = why if isinstance(why, BaseException) else None
+            log.error("task gateway-%s %s; restarting it", name,
+                      "died" if exc_info is not None else why, exc_info=exc_info)
+            await asyncio.sleep(_RESTART_PAUSE_S)
 
     async def _first_jwks(self) -> None:
         if self.auth.jwks is not None and not await self.auth.jwks.refresh():
             log.warning("no JWKS yet: OIDC tokens are refused until %s answers", self.auth.jwks.url)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=5)
-            for task in pending:
-                log.warning("task %s did not stop within 5 s", task.get_name())
-        self._tasks.clear()
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            _, pending = await asyncio.wait({self._supervisor}, timeout=5)
+            if pending:
+                log.warning("background tasks did not stop within 5 s")
+            self._supervisor = None
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -306,47 +437,51 @@ class Gateway:
         await self.stop()
 
     async def wait_closed(self) -> None:
+        """Until the server closes: after stop(), or when a background task kept dying
+        (``failure`` then says why)."""
         assert self._server is not None
         await self._server.wait_closed()
 
     # -- MQTT ----------------------------------------------------------------------------------------
     async def _mqtt_loop(self) -> None:
+        backoff = Backoff(self.cfg.backoff_initial_s, self.cfg.backoff_max_s)
+        ep = self.mqtt.endpoint()
+
+        def lost(exc: Exception) -> None:
+            self.mqtt_connected = False
+            self._check_stale(self.mono_clock())
+
+        try:
+            await reconnect_forever(lambda: self._mqtt_session(backoff), backoff,
+                                    what=f"gateway (broker {ep.host}:{ep.port})", logger=log,
+                                    on_lost=lost)
+        finally:
+            self.mqtt_connected = False
+
+    async def _mqtt_session(self, backoff: Backoff) -> None:
         ep = self.mqtt.endpoint()
         root = self.mqtt.topic_root
-        backoff = self.cfg.backoff_initial_s
-        while True:
-            try:
-                async with aiomqtt.Client(
-                        ep.host, ep.port, username=ep.username, password=ep.password,
-                        identifier=f"opsdash-gateway-{self.id}-{random.randrange(1 << 30):x}",
-                        keepalive=self.mqtt.keepalive_s, max_queued_incoming_messages=1000,
-                        tls_context=ssl.create_default_context() if ep.tls else None) as client:
-                    await client.subscribe(f"{root}/v1/view/#", qos=1)
-                    self.mqtt_connected = True
-                    self.counters.mqtt_connects_total += 1
-                    backoff = self.cfg.backoff_initial_s
-                    log.info("subscribed to %s/v1/view/# on %s:%s", root, ep.host, ep.port)
-                    snap_topic, patch_topic = topics.snapshot(root), topics.patch(root)
-                    async for message in client.messages:
-                        try:
-                            self.feed(str(message.topic), bytes(message.payload), snap_topic,
-                                      patch_topic)
-                        except Exception:  # a bug in one message must not stop the view
-                            log.exception("feeding a message from %s failed", message.topic)
-            except aiomqtt.MqttError as exc:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise asyncio.CancelledError from exc  # aiomqtt may turn a cancel into MqttError
-                log.warning("broker %s:%s: %s; retrying in about %.1f s", ep.host, ep.port, exc, backoff)
-            finally:
-                self.mqtt_connected = False
-            self._check_stale(self.clock())
-            await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-            backoff = min(backoff * 2, self.cfg.backoff_max_s)
+        async with aiomqtt.Client(
+                ep.host, ep.port, username=ep.username, password=ep.password,
+                identifier=f"opsdash-gateway-{self.id}-{random.randrange(1 << 30):x}",
+                keepalive=self.mqtt.keepalive_s, max_queued_incoming_messages=1000,
+                tls_context=ssl.create_default_context() if ep.tls else None) as client:
+            await client.subscribe(f"{root}/v1/view/#", qos=1)
+            self.mqtt_connected = True
+            self.counters.mqtt_connects_total += 1
+            backoff.reset()
+            log.info("subscribed to %s/v1/view/# on %s:%s", root, ep.host, ep.port)
+            snap_topic, patch_topic = topics.snapshot(root), topics.patch(root)
+            async for message in client.messages:
+                try:
+                    self.feed(str(message.topic), bytes(message.payload), snap_topic, patch_topic)
+                except Exception:  # a bug in one message must not stop the view
+                    self.counters.feed_errors_total += 1
+                    log.exception("feeding a message from %s failed", message.topic)
 
     def feed(self, topic: str, payload: bytes, snap_topic: str, patch_topic: str) -> None:
         """One message from the broker into the store, then out to the clients."""
-        now = self.clock()
+        now = self.mono_clock()
         try:
             if topic == snap_topic:
                 outcome = self.store.apply_snapshot(decode_snapshot(payload), now)
@@ -437,8 +572,9 @@ class Gateway:
                     self._send_snapshot(c)
 
     # -- meta and housekeeping ----------------------------------------------------------------------
-    def view_age(self, now: float | None = None) -> float | None:
-        return self.store.age(self.clock() if now is None else now)
+    def view_age(self) -> float | None:
+        """Seconds since the view last moved (monotonic clock); None before the first view."""
+        return self.store.age(self.mono_clock())
 
     def _is_stale(self, now: float) -> bool:
         age = self.store.age(now)
@@ -472,9 +608,9 @@ class Gateway:
 
     def _housekeeping_once(self) -> None:
         if True:
-            now = self.clock()
+            now = self.mono_clock()
             self._check_stale(now)
-            wall = self.wallclock()
+            wall = self.wall_clock()
             for c in list(self.clients.values()):
                 p = c.principal
                 if p is not None and p.expires_at is not None and wall >= p.expires_at:
@@ -506,7 +642,7 @@ class Gateway:
         self.groups.setdefault(sections, set()).add(c)
         c.seq = None
         c.lagging_since = None
-        self._send(c, self.meta_message(self.clock()))
+        self._send(c, self.meta_message(self.mono_clock()))
         self._send_snapshot(c)
 
     def _unregister(self, c: Client) -> None:
@@ -559,7 +695,7 @@ class Gateway:
     async def _handler(self, conn: ServerConnection) -> None:
         address = str(conn.remote_address[0]) if conn.remote_address else "?"
         c = Client(conn, address, TokenBucket(self.cfg.client_msg_rate, self.cfg.client_msg_burst,
-                                              self.clock()))
+                                              self.mono_clock()))
         c.principal = self.pending.pop(conn, None)
         self.clients[conn] = c
         self.per_address[address] = self.per_address.get(address, 0) + 1
@@ -573,7 +709,7 @@ class Gateway:
                 return
             try:
                 query = parse_query(urlsplit(conn.request.path).query if conn.request else "",
-                                    LiveParams, self.wallclock())
+                                    LiveParams, self.wall_clock())
                 wanted = parse_sections(query.sections)
             except (QueryError, ProtocolError) as exc:
                 self.counters.refuse("bad_message")
@@ -636,7 +772,7 @@ class Gateway:
 
     async def _on_message(self, c: Client, raw: str | bytes, first: bool) -> bool:
         """Handle one client message; False when the client was refused (and closed)."""
-        if not c.bucket.take(self.clock()):
+        if not c.bucket.take(self.mono_clock()):
             self.counters.refuse("message_rate")
             await self._refuse(c, CLOSE_RATE_LIMITED, "rate_limited",
                                f"more than {self.cfg.client_msg_rate:g} messages/s")
@@ -730,6 +866,21 @@ class Gateway:
         return Reply(200, body, self._view_headers(req.mono_now),
                      etag=f"{self.store.seq}-series-{zlib.crc32(key.encode()):08x}")
 
+    def _check_host(self, hosts: list[str]) -> Response | None:
+        """421 unless the Host header names this gateway (DNS rebinding: a page of evil.example that
+        resolves to 127.0.0.1 would otherwise read the view of an auth-none gateway)."""
+        if len(hosts) != 1:
+            self.counters.refuse("host")
+            return _error(400, "bad_request", "a request needs exactly one Host header")
+        if self.allowed_hosts is None:
+            return None
+        name = _host_name(hosts[0])
+        if name in self.allowed_hosts:
+            return None
+        self.counters.refuse("host")
+        return _error(421, "misdirected_request", f"Host {hosts[0][:100]!r} is not a name of this "
+                      "gateway (gateway.allowed_hosts)")
+
     def _origin_allowed(self, origin: str, host_header: str | None) -> bool:
         if self.cfg.allowed_origins:
             return origin in self.cfg.allowed_origins
@@ -747,7 +898,7 @@ class Gateway:
         return resp
 
     async def _route(self, conn: ServerConnection, request: Request) -> Response | None:
-        now = self.clock()
+        now = self.mono_clock()
         address = str(conn.remote_address[0]) if conn.remote_address else "?"
         bucket = self.buckets.get(address)
         if bucket is None:
@@ -757,8 +908,13 @@ class Gateway:
             self.counters.refuse("handshake_rate")
             return _error(429, "rate_limited", f"more than {self.cfg.handshake_rate:g} requests/s "
                           f"from {address}", [("Retry-After", "1")])
+        host_refusal = self._check_host(request.headers.get_all("Host"))
+        if host_refusal is not None:
+            return host_refusal
         parts = urlsplit(request.path)
         path, method = parts.path, request.method
+        if not path.startswith("/") or parts.scheme or parts.netloc:
+            return _error(400, "bad_request", "the request target must be a path (origin-form)")
         body_error = request.body_error if isinstance(request, BodyRequest) else None
         if body_error is not None:
             return _error(body_error[0], "bad_request", body_error[1])
@@ -786,7 +942,10 @@ class Gateway:
                 return _response(204, [("Allow", "GET, HEAD, OPTIONS")], b"")
             res = self.static.get(path, request.headers.get("Accept-Encoding"),
                                   request.headers.get("If-None-Match"))
-            return _response(res.status, res.headers, res.body)
+            headers = res.headers
+            if any(k == "Content-Type" and v.startswith("text/html") for k, v in headers):
+                headers = [*headers, ("Content-Security-Policy", self.csp)]
+            return _response(res.status, headers, res.body)
         return await self._call(found, request, parts.query, now)
 
     async def _call(self, found: Match, request: Request, query: str, now: float) -> Response:
@@ -797,7 +956,7 @@ class Gateway:
             if isinstance(auth, Response):
                 return auth
             principal = auth
-        wall = self.wallclock()
+        wall = self.wall_clock()
         params = None
         try:
             if route.query is not None:
@@ -918,7 +1077,21 @@ class Gateway:
              k.auth_failures_total, None),
             ("opsdash_gateway_lagging_clients", "gauge", "Clients currently missing patches.",
              sum(1 for c in self.clients.values() if c.lagging_since is not None), None),
+            ("opsdash_gateway_connections_total", "counter", "WebSocket connections accepted.",
+             k.connections_total, None),
+            ("opsdash_gateway_broker_connected", "gauge", "1 while subscribed to the broker.",
+             1 if self.mqtt_connected else 0, None),
+            ("opsdash_gateway_broker_connects_total", "counter",
+             "Successful broker connections (the first one included).", k.mqtt_connects_total, None),
+            ("opsdash_gateway_bad_view_messages_total", "counter",
+             "View messages from the bus that did not decode (skipped).", k.bad_messages_total, None),
+            ("opsdash_gateway_feed_errors_total", "counter",
+             "View messages whose handling failed with a bug (logged).", k.feed_errors_total, None),
         ]
+        for name in ("mqtt", "housekeeping"):
+            rows.append(("opsdash_gateway_task_restarts_total", "counter",
+                         "Background tasks that died and were restarted.",
+                         k.task_restarts.get(name, 0), {"task": name}))
         for reason, n in sorted(k.refused.items()):
             rows.append(("opsdash_gateway_refused_total", "counter", "Refused connections and "
                          "requests, by reason.", n, {"reason": reason}))
@@ -942,7 +1115,9 @@ class Gateway:
             "gateway": self.id,
             "view": {"seq": self.store.seq, "age_s": None if age is None else round(age, 3),
                      "stale": stale, "stale_after_s": self.cfg.stale_after_s},
-            "mqtt": {"connected": self.mqtt_connected, "connects": k.mqtt_connects_total},
+            "mqtt": {"connected": self.mqtt_connected, "connects": k.mqtt_connects_total,
+                     "bad_messages": k.bad_messages_total},
+            "tasks": {"restarts": dict(k.task_restarts)},
             "clients": {"connected": sum(1 for c in self.clients.values() if c.live),
                         "lagging": sum(1 for c in self.clients.values() if c.lagging_since is not None),
                         "resyncs": k.resyncs_total, "dropped_slow": k.dropped_slow_total,

@@ -101,7 +101,7 @@ class ViewStore:
         #: The aggregator's time of the current view.
         self.ts: float | None = None
         #: Our clock when a snapshot or patch last applied (``None``: never).
-        self.received_at: float | None = None
+        self.received_mono: float | None = None
         self.last_patch: ViewPatch | None = None
         self.counts: dict[str, int] = {o.value: 0 for o in Outcome}
         self._snapshot_cache: dict[Sections, bytes] = {}
@@ -116,14 +116,14 @@ class ViewStore:
     def _snapshot(self, snap: ViewSnapshot, now: float) -> Outcome:
         if self.state is not None and self.seq is not None and self.ts is not None:
             if snap.seq == self.seq and snap.state == self.state:
-                self.received_at = now
+                self.received_mono = now
                 return Outcome.SAME
             if snap.seq < self.seq and snap.ts < self.ts:
                 return Outcome.OLD
         self.state = snap.state
         self.seq = snap.seq
         self.ts = snap.ts
-        self.received_at = now
+        self.received_mono = now
         self.last_patch = None
         self._snapshot_cache.clear()
         self._patch_cache.clear()
@@ -156,7 +156,7 @@ class ViewStore:
         self.state = state
         self.seq = patch.seq
         self.ts = patch.ts
-        self.received_at = now
+        self.received_mono = now
         self.last_patch = patch
         self._snapshot_cache.clear()
         self._patch_cache.clear()
@@ -175,9 +175,12 @@ class ViewStore:
         return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else DEFAULT_ERRORS_LEN
 
     # -- reading -------------------------------------------------------------------------------------
-    def age(self, now: float) -> float | None:
-        """Seconds since a snapshot or patch last applied, on our clock; ``None`` before the first."""
-        return None if self.received_at is None else max(0.0, now - self.received_at)
+    def age(self, mono_now: float) -> float | None:
+        """Seconds since a snapshot or patch last applied; ``None`` before the first.
+
+        ``mono_now`` is the same monotonic clock the ``now`` of apply_* came from (never Unix time).
+        """
+        return None if self.received_mono is None else max(0.0, mono_now - self.received_mono)
 
     def snapshot_message(self, sections: Sections) -> bytes:
         """``{"type":"snapshot","seq","ts","state"}`` for ``sections``, encoded once per seq."""

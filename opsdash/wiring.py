@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
-from gateway.server import Gateway, GatewayStartError
+from gateway.server import Gateway, GatewayFailed, GatewayStartError
 from opsdash.config import Config, ConfigError
 from opsdash.selfreport import self_reporting
 from telemetry_bus.reporter import Reporter
@@ -35,6 +34,8 @@ async def run_gateway(config: Config) -> None:
             await gw.wait_closed()
         finally:
             reporter_task.cancel()
+    if gw.failure is not None:  # a background task kept dying: exit non-zero so a supervisor restarts us
+        raise GatewayFailed(f"gateway {gw.id} stopped: {gw.failure}") from gw.failure
 
 
 async def _report_gateway(gw: Gateway, rep: Reporter) -> None:
@@ -47,7 +48,9 @@ async def _report_gateway(gw: Gateway, rep: Reporter) -> None:
             rep.inc(name.removesuffix("_total"), max(0, value - last[name]))
             last[name] = value
         rep.set_gauge("clients_connected", sum(1 for c in gw.clients.values() if c.live))
-        rep.set_gauge("view_age_s", gw.store.age(time.time()) or 0.0)
+        age = gw.view_age()  # the store's stamps are monotonic: never age them with time.time()
+        if age is not None:  # unknown before the first view: not reported as 0
+            rep.set_gauge("view_age_s", age)
         if not gw.mqtt_connected:
             rep.set_health("degraded", "not connected to the broker")
         else:

@@ -20,8 +20,9 @@ New fields always get defaults, so older senders keep decoding.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgspec
 
@@ -196,12 +197,30 @@ _probe_decoder: Final = msgspec.json.Decoder(ProbeResult)
 _snapshot_decoder: Final = msgspec.json.Decoder(ViewSnapshot)
 _patch_decoder: Final = msgspec.json.Decoder(ViewPatch)
 
-decode_status = _status_decoder.decode
-decode_metrics = _metrics_decoder.decode
-decode_event = _event_decoder.decode
-decode_probe = _probe_decoder.decode
-decode_snapshot = _snapshot_decoder.decode
-decode_patch = _patch_decoder.decode
+
+T = TypeVar("T")
+
+
+def _guarded(decoder: msgspec.json.Decoder[T]) -> Callable[[bytes], T]:
+    """``decoder.decode``, but deep nesting is a DecodeError like any other bad payload: msgspec
+    raises RecursionError for ~1,000 nested arrays (a 2 KB message), even inside a field it skips,
+    and that must quarantine the message, not stop the loop that read it."""
+    decode = decoder.decode
+
+    def guarded(data: bytes) -> T:
+        try:
+            return decode(data)
+        except RecursionError:
+            raise msgspec.DecodeError("JSON nested too deeply") from None
+    return guarded
+
+
+decode_status = _guarded(_status_decoder)
+decode_metrics = _guarded(_metrics_decoder)
+decode_event = _guarded(_event_decoder)
+decode_probe = _guarded(_probe_decoder)
+decode_snapshot = _guarded(_snapshot_decoder)
+decode_patch = _guarded(_patch_decoder)
 
 
 def encode(obj: object) -> bytes:

@@ -53,7 +53,7 @@ def test_patch_before_any_snapshot_is_a_gap_and_old_ones_are_ignored() -> None:
     store.apply_snapshot(snap(sim), now=1.0)
     assert store.apply_patch(patch(first), now=1.0) is Outcome.OLD
     assert store.apply_snapshot(snap(sim), now=2.0) is Outcome.SAME
-    assert store.received_at == 2.0
+    assert store.received_mono == 2.0
 
 
 def test_retained_older_snapshot_is_ignored_but_a_restarted_aggregator_is_followed() -> None:

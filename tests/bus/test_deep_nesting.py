@@ -1,0 +1,32 @@
+"""Deeply nested JSON on the bus (issue 17): msgspec raises RecursionError, not DecodeError, for about
+a thousand nested arrays (2 KB). Every decoder of the contract turns it into a DecodeError, so the
+fold quarantines the message (counted, with a reason) instead of letting it escape the feed."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from telemetry_bus import contract
+from telemetry_bus.contract import topics
+from tests.bus.simulate import ROOT, new_fold
+
+DEEP = b"[" * 3000 + b"]" * 3000
+
+
+@pytest.mark.parametrize("name", ["decode_status", "decode_metrics", "decode_event", "decode_probe",
+                                  "decode_snapshot", "decode_patch"])
+def test_every_contract_decoder_refuses_deep_nesting_as_a_decode_error(name: str) -> None:
+    decode = getattr(contract, name)
+    for payload in (DEEP, b'{"unknown_field": ' + DEEP + b"}", b'{"attrs": {"a": ' + DEEP + b"}}"):
+        with pytest.raises(msgspec.DecodeError):
+            decode(payload)
+
+
+def test_the_fold_quarantines_a_deeply_nested_message() -> None:
+    fold = new_fold()
+    for kind in ("status", "metrics", "events"):
+        fold.feed(topics.svc(ROOT, "ingest", "ingest-0", kind), b'{"x": ' + DEEP + b"}", now=1.0)
+    assert fold.state.quarantined == 3
+    assert fold.state.quarantine_reasons == {"not valid JSON": 3}
+    assert all("nested too deeply" in e["message"] for e in fold.feed_items)
