@@ -245,7 +245,8 @@ class Fold:
             if len(svc.instances) >= self.cfg.max_instances_per_service:
                 raise _Refused(f"too many instances of {service!r} (max "
                                f"{self.cfg.max_instances_per_service}); refusing {name!r}")
-            inst = svc.instances[name] = Instance(service, name, first_seen=now)
+            inst = Instance(service, name, first_seen=now)
+            svc.add_instance(inst)
         return inst
 
     def _fold_status(self, service: str, instance: str, st: Status, now: float, retained: bool) -> None:
@@ -452,7 +453,7 @@ class Fold:
             forget = [n for n, i in svc.instances.items() if not i.online and i.offline_reason
                       and now - i.status_at > cfg.forget_after_s]
             for name in forget:
-                del svc.instances[name]
+                svc.remove_instance(name)
             for inst in svc.instances.values():
                 raw, reason, immediate = instance_health(inst, now, cfg)
                 if not (full or immediate or inst.state.state == "unknown"):

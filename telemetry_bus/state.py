@@ -79,6 +79,9 @@ class Instance:
     skew_s: float | None = None
     pair_rings: dict[str, Ring] = field(default_factory=dict)
     state: Hysteresis = field(default_factory=Hysteresis)
+    #: (fingerprint, the instance's part of the view) from the last tick that built it: an instance
+    #: whose fields did not change since costs nothing per tick (view.py services_section)
+    view_cache: tuple[tuple[Any, ...], Any] | None = None
 
     def pair_sum(self, counter: str, first: int, last: int) -> float:
         """This instance's increments of an error-pair counter over whole seconds ``first..last``."""
@@ -93,6 +96,18 @@ class Service:
     rings: dict[str, Ring] = field(default_factory=dict)
     hists: dict[str, HistRing] = field(default_factory=dict)
     state: Hysteresis = field(default_factory=Hysteresis)
+    #: the earliest first_seen of its instances (rates average over what exists before a full
+    #: window); kept by the fold as instances come and go, so a rate costs no pass over instances
+    first_seen: float | None = None
+
+    def add_instance(self, inst: Instance) -> None:
+        self.instances[inst.name] = inst
+        if self.first_seen is None or inst.first_seen < self.first_seen:
+            self.first_seen = inst.first_seen
+
+    def remove_instance(self, name: str) -> None:
+        del self.instances[name]
+        self.first_seen = min((i.first_seen for i in self.instances.values()), default=None)
 
 
 @dataclass(slots=True)
@@ -133,7 +148,9 @@ class FoldState:
         ring = svc.rings.get(counter)
         last = math.floor(now) - RATE_LAG_S
         # Before a full window has passed since the service appeared, average over what exists.
-        first_seen = min(i.first_seen for i in svc.instances.values())
+        first_seen = svc.first_seen
+        if first_seen is None:  # instances put in by hand (tests): one pass
+            first_seen = min(i.first_seen for i in svc.instances.values())
         covered = min(window, max(1, last + 1 - math.floor(first_seen)))
         if ring is None:
             return 0.0 if any(counter in i.series for i in svc.instances.values()) else None

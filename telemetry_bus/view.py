@@ -24,11 +24,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from telemetry_bus.config import AggregatorConfig
 from telemetry_bus.health import worst
-from telemetry_bus.state import CAPACITY_PROBES, FEED_LEN, FoldState, Probe, iso, rnd
+from telemetry_bus.state import CAPACITY_PROBES, FEED_LEN, FoldState, Instance, Probe, iso, rnd
+from telemetry_bus.view_diff import Canonical
 
 __all__ = ["DEFAULT_SECTIONS", "SectionBuilder", "SectionContext", "ViewBuilder", "build_view"]
 
@@ -297,18 +298,34 @@ def services_section(ctx: SectionContext) -> dict[str, Any]:
             "missing_intervals": sum(i.missing_intervals for i in insts),
             # the freshest heartbeat (the tile's age); one number per service per tick
             "last_seen": rnd(max((i.last_seen for i in insts if i.last_seen is not None), default=None)),
-            "instances": {
-                i.name: {
-                    "status": i.state.state, "reason": i.state.reason, "since": rnd(i.state.since),
-                    "boot": i.boot or None, "version": i.version or None, "interval_s": i.interval_s,
-                    "last_seen": rnd(i.last_seen), "seq": i.last_seq, "restarts": i.restarts,
-                    "missing_intervals": i.missing_intervals, "received_intervals": i.received_intervals,
-                    "skew_s": rnd(i.skew_s, 1), "totals": dict(i.totals), "gauges": dict(i.gauges),
-                    "health": i.health, "detail": i.detail or None,
-                } for i in svc.instances.values()
-            },
+            "instances": {i.name: instance_view(i) for i in svc.instances.values()},
         }
     return out
+
+
+def instance_view(i: Instance) -> Canonical:
+    """One instance's part of the view, canonical; the same object again while nothing changed.
+
+    Every field below changes only together with one of the fingerprint's (totals and gauges only in
+    a folded metrics message, which moves ``last_seen``/``seq``/``received_intervals``), so an
+    instance that sent nothing new is not rebuilt, and the diff skips it by identity."""
+    st = i.state
+    key = (st.state, st.reason, st.since, i.boot, i.version, i.interval_s, i.last_seen, i.last_seq,
+           i.restarts, i.missing_intervals, i.received_intervals, i.skew_s, i.health, i.detail)
+    cached = i.view_cache
+    if cached is not None and cached[0] == key:
+        return cast(Canonical, cached[1])
+    full = {
+        "status": st.state, "reason": st.reason, "since": rnd(st.since),
+        "boot": i.boot or None, "version": i.version or None, "interval_s": i.interval_s,
+        "last_seen": rnd(i.last_seen), "seq": i.last_seq, "restarts": i.restarts,
+        "missing_intervals": i.missing_intervals, "received_intervals": i.received_intervals,
+        "skew_s": rnd(i.skew_s, 1), "totals": Canonical(i.totals), "gauges": Canonical(i.gauges),
+        "health": i.health, "detail": i.detail or None,
+    }
+    view = Canonical((k, v) for k, v in full.items() if v is not None)
+    i.view_cache = (key, view)
+    return view
 
 
 def probes_section(ctx: SectionContext) -> dict[str, Any]:

@@ -13,11 +13,22 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["apply_append", "apply_errors", "canonical", "diff", "merge_patch"]
+__all__ = ["Canonical", "apply_append", "apply_errors", "canonical", "diff", "merge_patch"]
+
+
+class Canonical(dict[str, Any]):
+    """A dict already in canonical form, never mutated once built: :func:`canonical` takes it as it
+    is, and :func:`diff` skips it at once when the previous view holds the same object. A section
+    builder that caches the part of the view an unchanged subject contributes (an instance that sent
+    nothing new) makes that part cost nothing per tick."""
+
+    __slots__ = ()
 
 
 def canonical(value: Any) -> Any:
     """``value`` with every ``null`` member of every object removed (lists are left as they are)."""
+    if type(value) is Canonical:
+        return value
     if isinstance(value, dict):
         return {k: canonical(v) for k, v in value.items() if v is not None}
     return value
@@ -44,6 +55,8 @@ def diff(old: Any, new: Any) -> Any:
     for key, value in new.items():
         if key in old:
             before = old[key]
+            if before is value:  # the same object (a cached Canonical part): unchanged
+                continue
             if isinstance(value, dict) and isinstance(before, dict):
                 # recurse without comparing first: a deep == here would walk the subtree twice
                 sub = diff(before, value)
