@@ -124,6 +124,9 @@ class Fold:
         self._pair_names = frozenset(pairs) | frozenset(pairs.values())
         self._prev_view: dict[str, Any] = {}
         self._last_point_sec: int | None = None
+        #: instances that got a status or metrics message since the last tick: an early tick
+        #: evaluates only these (and the silent or unknown ones), not every instance
+        self._touched: set[tuple[str, str]] = set()
         self._ring_size = config.window_s + RATE_LAG_S + 2
 
     # Counters of the state, read by the aggregator's self-report and tests.
@@ -259,6 +262,7 @@ class Fold:
         inst.depends_on = tuple(st.depends_on)
         inst.interval_s = st.interval_s
         inst.status_at = now
+        self._touched.add((service, instance))
         if st.state == "online":
             inst.online = True
             inst.offline_reason = ""
@@ -286,6 +290,7 @@ class Fold:
         svc_known = self.services.get(service)
         inst_known = svc_known.instances.get(instance) if svc_known is not None else None
         inst = inst_known if inst_known is not None else self._instance(service, instance, now)
+        self._touched.add((service, instance))
         for name, h in m.hist.items():
             why = check_hist(name, h)
             if why:
@@ -445,7 +450,8 @@ class Fold:
     def _evaluate(self, now: float, full: bool = True) -> None:
         """Apply the health rules (health_rules.py) through each subject's hysteresis. ``full=False``
         (an early tick between regular ones) applies only the immediate transitions (Last Will,
-        silence, first sight): hysteresis counts regular evaluations, so a flapping subject needs the
+        silence, first sight), and looks only at instances with news since the last tick, silent ones
+        and unknown ones: hysteresis counts regular evaluations, so a flapping subject needs the
         same *time* to flip however often we tick."""
         cfg = self.cfg
         hyst = cfg.hysteresis
@@ -454,7 +460,11 @@ class Fold:
                       and now - i.status_at > cfg.forget_after_s]
             for name in forget:
                 svc.remove_instance(name)
+            touched, name = self._touched, svc.name
             for inst in svc.instances.values():
+                if not full and (name, inst.name) not in touched and inst.state.state != "unknown" and (
+                        inst.last_seen is None or now - inst.last_seen <= 3 * inst.interval_s):
+                    continue  # early tick: nothing new from it, and not silent: no immediate change
                 raw, reason, immediate = instance_health(inst, now, cfg)
                 if not (full or immediate or inst.state.state == "unknown"):
                     continue
@@ -480,6 +490,7 @@ class Fold:
         ``full=False``: an early tick, published soon after news arrived (see service.py); health
         hysteresis advances only on full ticks."""
         self._evaluate(now, full)
+        self._touched.clear()
         self.state.seq += 1
         seq = self.state.seq
         view = self.view.build(self.state, self.cfg, now, full)
