@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 import asyncpg
@@ -50,20 +50,27 @@ class Model:
     components: tuple[str, ...] = ("postgres", "influxdb", "mqtt", "keycloak", "ingest", "evaluator",
                                    "dispatcher", "delivery")
     seed: float = 0.42
-    extra: dict[str, str] = field(default_factory=dict)
+    #: The day shape: the simulator's (opsdash/simulator.py ``daily_factor`` without its wiggle) over
+    #: ``day_s`` seconds (86,400 for a real day; the demo's simulator compresses a day into 1,200 s),
+    #: ``day_t0``/``day_phase`` placing it like the simulator's ``t0`` and seed do.
+    day_s: float = 86400.0
+    day_t0: float = 0.0
+    day_phase: float = 0.42
 
 
-def demo_model(now: float, hours: float = 8.0) -> Model:
+def demo_model(now: float, day_s: float = 86400.0, day_t0: float = 0.0, day_phase: float = 0.42,
+               ingest_rate: float = 120.0) -> Model:
     """The demo's past: the seed's figures, an outage ~3 h ago (20 min), a backlog ~5 h ago (40 min)."""
     out0 = now - 3 * 3600
     bl0 = now - 5 * 3600
-    return Model(
+    k = ingest_rate / 120.0
+    return Model(day_s=day_s, day_t0=day_t0, day_phase=day_phase, samples_per_s=ingest_rate,
         series=(
-            SeriesSpec("ingest_rate", 120.0, outage_factor=0.15),
+            SeriesSpec("ingest_rate", 120.0 * k, outage_factor=0.15),
             SeriesSpec("alert_rate", 2.0, outage_factor=0.3),
             SeriesSpec("delivery_rate", 1.8, outage_factor=0.3),
-            SeriesSpec("rate:ingest:messages_received", 120.0, outage_factor=0.15),
-            SeriesSpec("rate:ingest:messages_written", 119.0, outage_factor=0.05),
+            SeriesSpec("rate:ingest:messages_received", 120.0 * k, outage_factor=0.15),
+            SeriesSpec("rate:ingest:messages_written", 119.0 * k, outage_factor=0.05),
             SeriesSpec("rate:evaluator:rules_evaluated", 40.0),
             SeriesSpec("rate:evaluator:alerts_created", 2.0, outage_factor=0.3),
             SeriesSpec("rate:dispatcher:alerts_routed", 2.0, outage_factor=0.3),
@@ -78,9 +85,22 @@ def demo_model(now: float, hours: float = 8.0) -> Model:
         outage=(out0, out0 + 1200), backlog=(bl0, bl0 + 2400))
 
 
-def _expr(s: SeriesSpec, m: Model, e: str = "e") -> str:
-    """SQL for the value of ``s`` at epoch second ``e`` (a double precision expression)."""
-    day = f"(1 + 0.55 * sin(2 * pi() * ({e} / 86400.0 - 0.35)))"
+#: The day factor's range (night .. afternoon peak), for quantising it into histogram variants.
+DAY_MIN: Final = 0.35
+DAY_MAX: Final = 1.6
+
+
+def _day(m: Model, e: str = "e") -> str:
+    """SQL for the simulator's day factor at epoch second ``e``."""
+    x = f"(({e} - {m.day_t0!r}) / {m.day_s!r} + {m.day_phase!r})"
+    hour = f"(24 * ({x} - floor({x})))"
+    return (f"(0.35 + 1.15 * exp(-power(({hour} - 14.5) / 4.2, 2)) "
+            f"+ 0.35 * exp(-power(({hour} - 9.0) / 1.4, 2)))")
+
+
+def _expr(s: SeriesSpec, m: Model, e: str = "e", day: str = "d") -> str:
+    """SQL for the value of ``s`` at epoch second ``e`` (a double precision expression), where
+    ``day`` names the day factor computed once per row (see ``_day``)."""
     noise = "(0.9 + 0.2 * random())"
     match s.shape:
         case "flat":
@@ -140,7 +160,8 @@ async def seconds(conn: asyncpg.Connection, m: Model, start: float, end: float) 
     await conn.execute("SELECT setseed($1)", m.seed)
     status = await conn.execute(
         f"INSERT INTO frames (ts, vals) SELECT to_timestamp(e::float8), ARRAY[{', '.join(cols)}] "
-        "FROM generate_series($1::bigint, $2::bigint - 1, 1) AS e ON CONFLICT (ts) DO NOTHING",
+        f"FROM (SELECT e, {_day(m)} AS d FROM generate_series($1::bigint, $2::bigint - 1, 1) AS e) g "
+        "ON CONFLICT (ts) DO NOTHING",
         int(start), int(end))
     await _hists(conn, m, ids[WRITE_HIST], start, end, 1)
     return int(status.split()[-1])
@@ -160,7 +181,7 @@ async def _hists(conn: asyncpg.Connection, m: Model, sid: int, start: float, end
     rnd = random.Random(int(start) ^ step)
     rows = []
     for level in range(LEVELS):
-        shape = 0.45 + 1.1 * (level + 0.5) / LEVELS  # the day shape spans 0.45 .. 1.55
+        shape = DAY_MIN + (DAY_MAX - DAY_MIN) * (level + 0.5) / LEVELS
         f = m.samples_per_s * step * shape / base.count
         counts = [round(c * f * rnd.uniform(0.8, 1.2)) for c in wire.counts]
         n = sum(counts)
@@ -177,8 +198,8 @@ async def _hists(conn: asyncpg.Connection, m: Model, sid: int, start: float, end
         f"INSERT INTO {table} (series_id, ts, scale, zero_count, \"offset\", counts, count, sum, min, max) "
         "SELECT $1, to_timestamp(e::float8), $2, 0, v.off, v.counts, v.n, v.sum, v.min, v.max "
         "FROM generate_series($3::bigint, $4::bigint - 1, $5::bigint) AS e JOIN gen_variants v ON v.k = "
-        f"least({LEVELS - 1}, greatest(0, floor((0.55 * sin(2 * pi() * (e / 86400.0 - 0.35)) + 0.55) "
-        f"/ 1.1 * {LEVELS})))::int + CASE WHEN e >= $6 AND e < $7 THEN {LEVELS} ELSE 0 END "
+        f"least({LEVELS - 1}, greatest(0, floor(({_day(m)} - {DAY_MIN!r}) / {DAY_MAX - DAY_MIN!r} "
+        f"* {LEVELS})))::int + CASE WHEN e >= $6 AND e < $7 THEN {LEVELS} ELSE 0 END "
         "WHERE v.n > 0 ON CONFLICT DO NOTHING",
         sid, wire.scale, int(start), int(end), step, o0, o1)
 
@@ -192,11 +213,13 @@ async def rollups(conn: asyncpg.Connection, m: Model, start: float, end: float) 
     for step, table, htable in ((60, "rollup_1m", "hist_1m"), (900, "rollup_15m", "hist_15m")):
         a = math.floor(start / step) * step
         for s in m.series:
-            v = _expr(s, m, f"(e + {0.5 * step!r})")
+            mid = f"(e + {0.5 * step!r})"
+            v = _expr(s, m, mid)
             await conn.execute(
                 f"INSERT INTO {table} (series_id, ts, n, sum, min, max) "
                 f"SELECT $1, to_timestamp(e::float8), $4, v * $4, v * 0.9, v * 1.1 FROM (SELECT e, {v} AS v "
-                f"FROM generate_series($2::bigint, $3::bigint - 1, $4::bigint) AS e) g "
+                f"FROM (SELECT e, {_day(m, mid)} AS d "
+                f"FROM generate_series($2::bigint, $3::bigint - 1, $4::bigint) AS e) g0) g "
                 "ON CONFLICT (series_id, ts) DO NOTHING", ids[s.name], int(a), int(end), step)
         await _hists(conn, m, ids[WRITE_HIST], a, end, step, htable)
 
@@ -228,5 +251,29 @@ def scale_model(services: int, counters: int, gauges: int, now: float) -> Model:
     for k in range(services):
         extra += [SeriesSpec(f"rate:scale-{k}:c{j}", 10.0 + j) for j in range(counters)]
         extra += [SeriesSpec(f"gauge:scale-{k}:g{j}", 5.0 + j, "gauge", shape="flat") for j in range(gauges)]
-    return Model(series=(*base.series, *extra), outage=base.outage, backlog=base.backlog)
+    return Model(series=(*base.series, *extra), outage=base.outage, backlog=base.backlog, day_s=base.day_s)
 
+
+
+async def past(dsn: str, m: Model, start: float, end: float, chunk_s: float = 3600.0) -> int:
+    """The demo's simulated past over ``[start, end)``, newest hour first (so the 1 h and 6 h views fill
+    first), each hour rolled up as soon as it is written; skipped where frames exist already.
+    Returns the seconds written."""
+    from history.schema import migrate
+    from history.store import roll_range
+
+    conn = await asyncpg.connect(dsn)
+    written = 0
+    try:
+        await migrate(conn)
+        await states(conn, m, start, end)
+        hi = end
+        while hi > start:
+            lo = max(start, hi - chunk_s)
+            written += await seconds(conn, m, lo, hi)
+            a, b = int(lo) // 60 * 60, -(-int(hi) // 60) * 60
+            await roll_range(conn, a, b)
+            hi = lo
+    finally:
+        await conn.close()
+    return written

@@ -10,7 +10,11 @@ What it runs, all in one process tree:
    integrations) and kept changing (:mod:`opsdash.platform_db`).
 3. Simulated InfluxDB 3 and Keycloak endpoints for their probes, unless real ones are configured
    (:mod:`opsdash.standins`).
-4. opsdash itself: aggregator, probes and gateway (with the built frontend), exactly as ``opsdash up``.
+4. opsdash itself: aggregator, probes, gateway (with the built frontend) and the recorder, exactly as
+   ``opsdash up``. History goes to ``OPSDASH_HISTORY_URL`` when set, else to a database ``opsdash``
+   created on the demo's PostgreSQL, which first gets ``--past-hours`` (8) of simulated past (the
+   simulator's day shape, an InfluxDB outage 3 h ago, a delivery backlog 5 h ago: history/generate.py)
+   written in the background, newest hour first, so the 6 h and 24 h views are filled at once.
 5. The simulated platform services (:mod:`opsdash.simulator`): one process per instance.
 
 Ctrl-C or SIGTERM stops everything in reverse order: the simulated instances shut down cleanly,
@@ -46,6 +50,14 @@ log = logging.getLogger("opsdash.demo")
 
 TEMP_PREFIX = "opsdash-demo-"
 PLATFORM_DB = "iotcloud"
+HISTORY_DB = "opsdash"
+
+
+async def create_history_database(admin_dsn: str) -> str:
+    """Database ``opsdash`` on the server of ``admin_dsn`` (created if missing); its DSN."""
+    from opsdash.platform_db import create_database
+
+    return await create_database(admin_dsn, HISTORY_DB)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,6 +72,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "removed on exit")
     p.add_argument("--tenants", type=int, default=40, help="tenants to seed (default 40)")
     p.add_argument("--devices", type=int, default=3000, help="devices to seed (default 3000)")
+    p.add_argument("--past-hours", type=float, default=8.0,
+                   help="hours of simulated past written into a history database the demo creates "
+                        "(default 8; 0: none)")
     p.add_argument("--no-simulator", action="store_true",
                    help="run without the simulated services (only real reporters show up)")
     add_sim_arguments(p)
@@ -135,6 +150,7 @@ class Demo:
         self.tmp: Path | None = None
         self.mosquitto: Mosquitto | None = None
         self.postgres: PrivatePostgres | None = None
+        self.history_fresh = False  # the demo created the history database (it gets the simulated past)
         self.standins: list[Any] = []
         self.stop = asyncio.Event()
         self.failed: str | None = None
@@ -244,6 +260,22 @@ class Demo:
                     f"{len(self.platform.online) + len(self.platform.offline)} devices) and kept changing"
                     if owned else "already holds a platform: left unchanged"))
 
+        # history: a database of its own (design.md section 8)
+        if self._configured("history", "url"):
+            self.say(f"history: the configured database {_redact(cfg.history.url)}")
+        else:
+            private = self.postgres is not None
+            admin = self.postgres.admin_dsn if self.postgres else dsn.rsplit("/", 1)[0] + "/postgres"
+            try:
+                hdsn = await create_history_database(admin)
+            except (OSError, Exception) as exc:  # asyncpg raises many kinds; all mean "no history"
+                self.say(f"history: off (could not create database {HISTORY_DB}: {exc})")
+            else:
+                cfg = _replace(cfg, "history", url=hdsn)
+                self.history_fresh = private  # simulated past only into a server of our own
+                self.say(f"history: database {HISTORY_DB} on the same server ({cfg.history.retention_days} "
+                         "days kept; the recorder writes it)")
+
         # 3. stand-ins for InfluxDB and Keycloak
         from opsdash.standins import REALM, InfluxStandIn, KeycloakStandIn
 
@@ -294,18 +326,26 @@ class Demo:
         from telemetry_bus.service import run_aggregator
 
         cfg = self.config
+        # the simulated past first (the aggregator backfills its series from it at start)
+        past = asyncio.create_task(self._history_past(), name="history past") if self.history_fresh else None
+        if past is not None:
+            await asyncio.wait([past], timeout=2.0)  # the newest hour, when the machine is quick
         parts: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [
             ("aggregator", lambda: run_aggregator(cfg)),
             ("probes", lambda: run_probes(cfg)),
             ("gateway", lambda: run_gateway(cfg)),
             ("platform database", self.platform.run),
         ]
+        if cfg.history.enabled:
+            from history.recorder import run_recorder
+
+            parts.append(("recorder", lambda: run_recorder(cfg)))
         if not self.args.no_simulator:
             sim = Simulator(self.sim_settings)
             parts.append(("simulator", sim.run))
         tasks: dict[asyncio.Future[Any], str] = {asyncio.create_task(fn(), name=name): name
                                                 for name, fn in parts}
-        self.say("started: aggregator, probes, gateway"
+        self.say("started: aggregator, probes, gateway" + (", recorder" if cfg.history.enabled else "")
                  + (f", simulator ({', '.join(f'{k} x{v}' for k, v in self.sim_settings.instances.items())})"
                     if not self.args.no_simulator else ""))
         stopper = asyncio.create_task(self.stop.wait())
@@ -326,12 +366,34 @@ class Demo:
                     self.say(self.failed)
         finally:
             stopper.cancel()
+            if past is not None and not past.done():
+                past.cancel()
             # the simulated services first (they say goodbye on the bus), then opsdash
             order = sorted(tasks, key=lambda t: tasks[t] != "simulator")
             for t in order:
                 t.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(t, 15)
+
+    async def _history_past(self) -> None:
+        """Write the simulated past into the fresh history database (history/generate.py)."""
+        from history.generate import demo_model, past
+
+        hours = float(getattr(self.args, "past_hours", 8.0) or 0.0)
+        if hours <= 0:
+            return
+        s = self.sim_settings
+        now = time.time()
+        m = demo_model(now, day_s=s.day_s, day_t0=s.t0, day_phase=0.42 + (s.seed % 97) / 970,
+                       ingest_rate=s.ingest_rate)
+        started = time.monotonic()
+        try:
+            n = await past(self.config.history.url, m, now - hours * 3600, now - 1)
+        except Exception as exc:
+            self.say(f"history: no simulated past ({type(exc).__name__}: {exc})")
+            return
+        self.say(f"history: {hours:g} h of simulated past written ({n} seconds, an outage 3 h ago, a "
+                 f"backlog 5 h ago) in {time.monotonic() - started:.0f} s")
 
     async def _wait_gateway(self, timeout: float = 60.0) -> bool:
         deadline = time.monotonic() + timeout

@@ -161,6 +161,18 @@ def test_demo_from_the_readme_command(temp_base: Path) -> None:
         assert aggregates["tenants"]["total"] == 40, aggregates
         assert aggregates["devices"]["registered"] >= 3000, aggregates
         assert 0 < aggregates["devices"]["online"] < aggregates["devices"]["registered"], aggregates
+        # history: a database of its own with the simulated past, newest hour first (issue 11)
+        assert "history: database opsdash on the same server" in "\n".join(lines), "\n".join(lines[-40:])
+        deadline = time.monotonic() + scaled(120)
+        past: list[Any] = []
+        while time.monotonic() < deadline:
+            h = _json(url + "/operator/system/history?series=ingest_rate,write_p99&from=-1h&step=60")
+            past = [v for _t, v in (h.get("series") or {}).get("ingest_rate", []) if v is not None]
+            if len(past) >= 50:
+                break
+            time.sleep(1)
+        assert len(past) >= 50 and all(v > 0 for v in past), past
+        assert (_json(url + "/operator/system/history/status") or {}).get("enabled") is True
         seen |= _descendants(proc.pid)
         assert len(seen) >= 10, seen  # mosquitto + 9 simulated instances (+ postgres helpers)
     finally:
