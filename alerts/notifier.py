@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from opsdash.config import Config
     from telemetry_bus.reporter import Reporter
 
-__all__ = ["Job", "Ledger", "Mark", "Notifier", "Receiver", "run_notifier"]
+__all__ = ["Job", "Ledger", "Mark", "Notifier", "Receiver"]
 
 log = logging.getLogger("opsdash.notifier")
 
@@ -572,17 +572,3 @@ def _default_external(config: Config) -> str:
     host, port = parse_listen(config.gateway.listen)
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-async def run_notifier(config: Config) -> None:
-    """``opsdash notifier``: run until cancelled."""
-    from opsdash.selfreport import self_reporting
-
-    notifier = Notifier(config)
-    if not notifier.receivers:
-        log.info("notifier: no alerts.webhook_urls or alerts.alertmanager_urls: alerts are shown, not sent")
-    with contextlib.suppress(asyncio.CancelledError):
-        async with self_reporting(config, "notifier") as rep:
-            notifier.reporter = rep
-            await notifier.run()
-

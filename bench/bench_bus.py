@@ -34,12 +34,12 @@ import aiomqtt
 
 from opsdash.config import load_config
 from opsdash.servers import Mosquitto
+from opsdash.wiring import build_aggregator
 from telemetry_bus.aio import cancel_and_wait
 from telemetry_bus.config import AggregatorConfig
 from telemetry_bus.contract import encode, topics
 from telemetry_bus.fold import Fold
 from telemetry_bus.reporter import Reporter, ReporterCore
-from telemetry_bus.service import AggregatorService
 
 PUBLISHERS = 4
 
@@ -97,7 +97,7 @@ def run_mosquitto_sub(broker: Mosquitto, stream: list[tuple[str, list[bytes]]], 
 async def run_service(broker: Mosquitto, stream: list[tuple[str, list[bytes]]], n: int) -> float:
     """The aggregator's own receive path (AggregatorService: folding on arrival), ticking as usual."""
     config = load_config(env={"OPSDASH_MQTT_URL": broker.url, "OPSDASH_AGGREGATOR__ID": "bench"})
-    service = AggregatorService(config)
+    service = build_aggregator(config)
     task = asyncio.create_task(service.run())
     await asyncio.wait_for(service.connected.wait(), 10)
     pub = asyncio.create_task(asyncio.to_thread(publish, broker, stream))

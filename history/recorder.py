@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from opsdash.config import Config
     from telemetry_bus.reporter import Reporter
 
-__all__ = ["HISTORY_OFF", "RecorderService", "run_recorder"]
+__all__ = ["HISTORY_OFF", "RecorderService"]
 
 log = logging.getLogger("opsdash.recorder")
 
@@ -280,17 +280,3 @@ class RecorderService:
             rep.set_health("degraded", f"buffer full ({self.rcfg.buffer}): dropping the oldest")
         else:
             rep.set_health("ok")
-
-
-async def run_recorder(config: Config) -> None:
-    """``opsdash recorder``: run until cancelled. Refuses to start with history off."""
-    from opsdash.selfreport import self_reporting
-
-    if not config.history.enabled:
-        raise RuntimeError(HISTORY_OFF)
-    service = RecorderService(config)
-    with contextlib.suppress(asyncio.CancelledError):
-        async with self_reporting(config, "recorder") as rep:
-            service.reporter = rep
-            await service.run()
-

@@ -117,25 +117,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         match args.command:
             case "aggregator":
-                from telemetry_bus.service import run_aggregator
+                from opsdash.wiring import run_aggregator
                 asyncio.run(run_aggregator(config))
             case "probes":
-                from probes.runner import run_probes
+                from opsdash.wiring import run_probes
                 asyncio.run(run_probes(config))
             case "gateway":
                 from opsdash.wiring import run_gateway
                 asyncio.run(run_gateway(config))
             case "recorder":
-                from history.recorder import HISTORY_OFF, run_recorder
+                from history.recorder import HISTORY_OFF
+                from opsdash.wiring import run_recorder
                 if not config.history.enabled:
                     print(f"opsdash recorder: {HISTORY_OFF}", file=sys.stderr)
                     return 2
                 asyncio.run(run_recorder(config))
             case "up":
-                from history.recorder import HISTORY_OFF, run_recorder
-                from opsdash.wiring import run_gateway
-                from probes.runner import run_probes
-                from telemetry_bus.service import run_aggregator
+                from history.recorder import HISTORY_OFF
+                from opsdash.wiring import run_aggregator, run_gateway, run_probes, run_recorder
                 parts = [run_aggregator, run_probes, run_gateway]
                 if config.history.enabled:
                     parts.append(run_recorder)

@@ -321,9 +321,7 @@ class Demo:
         if self.stop.is_set():  # stopped while starting
             return
         from opsdash.simulator import Simulator
-        from opsdash.wiring import run_gateway
-        from probes.runner import run_probes
-        from telemetry_bus.service import run_aggregator
+        from opsdash.wiring import run_aggregator, run_gateway, run_probes
 
         cfg = self.config
         # the simulated past first (the aggregator backfills its series from it at start)

@@ -25,7 +25,7 @@ from typing import Final
 
 import asyncpg
 
-from opsdash.simulator import TENANTS
+from opsdash.simdata import TENANTS, poisson
 
 log = logging.getLogger("opsdash.platform_db")
 
@@ -170,7 +170,7 @@ class PlatformDb:
                 await conn.execute("UPDATE devices SET last_seen_at = now() - random() * interval '2 s' "
                                    "WHERE id = ANY($1::bigint[])", batch)
             # alerts open and close (open ones close with a mean life of ~3 minutes)
-            opened = _poisson(rng, 0.6 * p)
+            opened = poisson(rng, 0.6 * p)
             for _ in range(opened):
                 if self.online:
                     dev = rng.choice(self.online)
@@ -179,7 +179,7 @@ class PlatformDb:
                         "SELECT tenant_id, id, $2, $3 FROM devices WHERE id = $1",
                         dev, self._severity(), self._alert_text())
             open_now = await conn.fetchval("SELECT count(*) FROM alerts WHERE closed_at IS NULL")
-            close = _poisson(rng, open_now * p / 180)
+            close = poisson(rng, open_now * p / 180)
             if close:
                 await conn.execute(
                     "UPDATE alerts SET closed_at = now() WHERE id IN (SELECT id FROM alerts "
@@ -215,12 +215,3 @@ class PlatformDb:
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("platform database: %s; retrying in 5 s", exc)
                 await asyncio.sleep(5)
-
-
-def _poisson(rng: random.Random, lam: float) -> int:
-    limit, k, prod = math.exp(-lam), 0, 1.0
-    while True:
-        prod *= rng.random()
-        if prod <= limit:
-            return k
-        k += 1

@@ -62,11 +62,8 @@ def self_reporter(config: Config, part: str, instance: str | None = None) -> Rep
     """A (not yet started) Reporter for an opsdash part, on the configured bus."""
     from telemetry_bus.reporter import Reporter
 
-    return Reporter(service_name(part), instance or default_instance(part, config),
-                    mqtt_url=config.mqtt.url, topic_root=config.mqtt.topic_root,
-                    interval_s=config.reporter.interval_s, version=_version(),
-                    backoff_initial_s=config.reporter.backoff_initial_s,
-                    backoff_max_s=config.reporter.backoff_max_s, keepalive_s=config.mqtt.keepalive_s)
+    return Reporter.from_config(service_name(part), instance or default_instance(part, config), config.mqtt,
+                                config.reporter, version=_version())
 
 
 @contextlib.asynccontextmanager

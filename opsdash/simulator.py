@@ -47,21 +47,12 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import msgspec
 
+from opsdash.simdata import TENANTS, poisson
+
 log = logging.getLogger("opsdash.simulator")
 
 SERVICES: Final = ("ingest", "evaluator", "dispatcher", "delivery")
 VERSIONS: Final = {"ingest": "2.4.1", "evaluator": "1.9.0", "dispatcher": "1.3.2", "delivery": "3.0.4"}
-
-#: Tenants of the simulated platform (the platform database is seeded with the same names).
-TENANTS: Final = (
-    "acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka", "tyrell", "cyberdyne",
-    "soylent", "massive", "aperture", "blackmesa", "oscorp", "gringotts", "monarch", "vandelay",
-    "dundermifflin", "pied-piper", "prestige", "bluth", "krusty", "duff", "nakatomi", "virtucon",
-    "genco", "sterling", "rekall", "weyland", "ollivander", "zorg", "nostromo", "octan", "gekko",
-    "lacuna", "cogswell", "spacely", "ingen", "buynlarge", "contoso", "fabrikam", "northwind",
-    "tailspin", "adventureworks", "litware", "proseware", "woodgrove",
-)
-
 
 class SimSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the simulation depends on; the same settings and seed give the same random draws."""
@@ -150,19 +141,6 @@ def instance_url(mqtt_url: str, service: str, env: dict[str, str] | None = None)
 # -- one instance ------------------------------------------------------------------------------
 
 
-def _poisson(rng: random.Random, lam: float) -> int:
-    if lam <= 0:
-        return 0
-    if lam > 30:  # normal approximation: fast and good enough for counts this large
-        return max(0, round(rng.gauss(lam, math.sqrt(lam))))
-    limit, k, p = math.exp(-lam), 0, 1.0
-    while True:
-        p *= rng.random()
-        if p <= limit:
-            return k
-        k += 1
-
-
 EventTuple = tuple[str, str, str, dict[str, str]]
 #: counters, observations per histogram, gauges, events (kind, message, severity, attrs)
 Step = tuple[dict[str, int], dict[str, list[float]], dict[str, int | float], list[EventTuple]]
@@ -186,7 +164,7 @@ class InstanceModel:
         self.queue = 0.0
 
     def _events(self, rate_per_s: float, dt: float) -> int:
-        return _poisson(self.rng, rate_per_s * self.s.error_scale * self.share * dt)
+        return poisson(self.rng, rate_per_s * self.s.error_scale * self.share * dt)
 
     def step(self, t: float, dt: float) -> Step:
         rng, s = self.rng, self.s
@@ -199,7 +177,7 @@ class InstanceModel:
         device = f"dev-{rng.randrange(10000):04d}"
         match self.service:
             case "ingest":
-                received = _poisson(rng, load * dt)
+                received = poisson(rng, load * dt)
                 parse_errors = self._events(0.05, dt)
                 quarantined = self._events(0.015, dt)
                 slow = rng.random() < 0.004  # a compaction or GC pause on the time-series store
@@ -233,10 +211,10 @@ class InstanceModel:
                     events.append(("rate_limited", f"tenant {tenant} over {rng.choice([200, 500, 1000])} "
                                    "msg/s: throttled", "warning", {"tenant": tenant}))
             case "evaluator":
-                counters["rules_evaluated"] = _poisson(rng, load * 2.6 * dt)
-                counters["alerts_created"] = _poisson(rng, load * 0.018 * dt)
+                counters["rules_evaluated"] = poisson(rng, load * 2.6 * dt)
+                counters["alerts_created"] = poisson(rng, load * 0.018 * dt)
             case "dispatcher":
-                counters["alerts_routed"] = _poisson(rng, load * 0.018 * dt)
+                counters["alerts_routed"] = poisson(rng, load * 0.018 * dt)
             case "delivery":
                 level = backlog_level(t, s)
                 offered = load * 0.0145 * dt + (self.pending * 0.02)
@@ -246,7 +224,7 @@ class InstanceModel:
                     self.pending += (target - self.pending) * min(1.0, dt * 0.8)
                 else:
                     self.pending = max(0.0, self.pending - dt * 6) + rng.random() * 0.3 * dt
-                sent = _poisson(rng, offered * (0.35 if level > 0.2 else 1.0))
+                sent = poisson(rng, offered * (0.35 if level > 0.2 else 1.0))
                 timeouts = self._events(0.03 + 0.4 * level, dt)
                 failed = self._events(0.01, dt)
                 counters["webhooks_sent"] = sent

@@ -1,8 +1,8 @@
 """Running the probes: each in its own task, with its timeout and the state rules, publishing to MQTT.
 
-    runner = ProbeRunner(build_probes(config))
+    runner = ProbeRunner(build_probes(config.probes, config.mqtt))
     results = await runner.run_once()          # tests: every probe once, no MQTT
-    await run_probes(config)                   # ``opsdash probes``: forever, publishing retained QoS 1
+    # ``opsdash probes`` (opsdash/wiring.py): runner.run(publisher.submit) beside MqttPublisher.run()
 
 A probe is an object with ``target``, ``settings`` (a :class:`probes.config.ProbeSettings`) and
 ``async def check() -> Reading`` that raises :class:`probes.core.ProbeError` on failure. The runner
@@ -16,7 +16,6 @@ reconnect (jittered, capped backoff).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -26,13 +25,13 @@ from typing import Any, Protocol
 
 import aiomqtt
 
-from probes.config import ProbeSettings
+from probes.config import ProbesConfig, ProbeSettings
 from probes.core import ProbeError, ProbeState, Reading, TimedOut, judge
 from telemetry_bus.config import MqttConfig
 from telemetry_bus.contract import ProbeResult, encode, topics
 from telemetry_bus.reconnect import Backoff, Brokers, reconnect_forever
 
-__all__ = ["MqttPublisher", "Probe", "ProbeRunner", "build_probes", "run_probes"]
+__all__ = ["MqttPublisher", "Probe", "ProbeRunner", "build_probes"]
 
 log = logging.getLogger("opsdash.probes")
 
@@ -210,8 +209,8 @@ class MqttPublisher:
             self.published += 1
 
 
-def build_probes(config: Any) -> list[Probe]:
-    """The enabled probes of an ``opsdash.config.Config``."""
+def build_probes(pc: ProbesConfig, mqtt: MqttConfig) -> list[Probe]:
+    """The enabled probes of the ``[probes]`` configuration (``mqtt``: the bus the MQTT probe checks)."""
     from probes.disk import DiskProbe
     from probes.docker import DockerProbe
     from probes.influxdb import InfluxProbe
@@ -220,45 +219,13 @@ def build_probes(config: Any) -> list[Probe]:
     from probes.platform import PlatformProbe
     from probes.postgres import PostgresProbe
 
-    pc = config.probes
     candidates: Sequence[Probe] = [
         PostgresProbe(pc.postgres, url=pc.postgres_url()),
         PlatformProbe(pc.platform, url=pc.platform_url()),
-        MqttProbe(pc.mqtt, bus=config.mqtt),
+        MqttProbe(pc.mqtt, bus=mqtt),
         InfluxProbe(pc.influxdb),
         KeycloakProbe(pc.keycloak),
         DockerProbe(pc.docker),
         DiskProbe(pc.disk),
     ]
     return [p for p in candidates if p.settings.enabled]
-
-
-async def run_probes(config: Any) -> None:
-    """``opsdash probes``: every enabled probe on its period, results retained on the bus."""
-    probes = build_probes(config)
-    runner = ProbeRunner(probes)
-    publisher = MqttPublisher(config.mqtt)
-    log.info("probes: running %s, publishing to %s under %s",
-             ", ".join(p.target for p in probes) or "nothing", config.mqtt.endpoint().host,
-             config.mqtt.topic_root)
-    from opsdash.selfreport import self_reporting
-
-    try:
-        async with self_reporting(config, "probes") as rep, asyncio.TaskGroup() as tg:
-            def submit(target: str, result: ProbeResult) -> None:
-                # opsdash watches itself: each check counted on the bus like any service's work
-                rep.inc("probe_runs")
-                if result.status == "down":
-                    rep.inc("probe_failures")
-                if result.latency_ms is not None:
-                    rep.observe("probe_ms", result.latency_ms)
-                publisher.submit(target, result)
-
-            tg.create_task(publisher.run(), name="probes-publisher")
-            tg.create_task(runner.run(submit), name="probes-runner")
-    finally:
-        for p in probes:
-            closer = getattr(p, "aclose", None)
-            if closer is not None:
-                with contextlib.suppress(Exception):
-                    await closer()

@@ -39,7 +39,7 @@ from typing import Final, Literal
 import aiomqtt
 
 from telemetry_bus.aio import cancel_and_wait
-from telemetry_bus.config import MqttConfig, MqttEndpoint
+from telemetry_bus.config import MqttConfig, MqttEndpoint, ReporterConfig
 from telemetry_bus.contract import (
     MAX_DEPENDS_ON,
     Event,
@@ -239,6 +239,17 @@ class Reporter:
         self.set_gauge = self.core.set_gauge
         self.observe = self.core.observe
         self.set_health = self.core.set_health
+
+    @classmethod
+    def from_config(cls, service: str, instance: str | None, mqtt: MqttConfig, cfg: ReporterConfig, *,
+                    version: str = "", depends_on: list[str] | tuple[str, ...] = (),
+                    clock: Callable[[], float] = time.time) -> Reporter:
+        """A reporter on the bus of ``mqtt`` with the intervals and backoff of ``cfg`` (no environment
+        lookups: everything comes from the configuration)."""
+        return cls(service, instance, mqtt_url=mqtt.url, topic_root=mqtt.topic_root,
+                   interval_s=cfg.interval_s, version=version, depends_on=depends_on,
+                   backoff_initial_s=cfg.backoff_initial_s, backoff_max_s=cfg.backoff_max_s,
+                   keepalive_s=mqtt.keepalive_s, clock=clock, nats=mqtt.nats)
 
     @property
     def boot(self) -> str:

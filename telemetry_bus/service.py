@@ -21,40 +21,41 @@ from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 
-from alerts.bus import AlertsSection
-from alerts.engine import compile_rules
 from telemetry_bus.aio import cancel_and_wait
+from telemetry_bus.config import AggregatorConfig, MqttConfig
 from telemetry_bus.contract import ViewPatch, ViewSnapshot, encode, topics
 from telemetry_bus.fold import Fold, TickOutput
-from telemetry_bus.graph import GraphSection
 from telemetry_bus.reconnect import Backoff, Brokers, reconnect_forever
 
 if TYPE_CHECKING:
-    from opsdash.config import Config
+    from alerts.bus import AlertsSection
     from telemetry_bus.reporter import Reporter
 
-__all__ = ["AggregatorService", "run_aggregator"]
+__all__ = ["AggregatorService"]
 
 log = logging.getLogger("opsdash.aggregator")
 
 
 class AggregatorService:
-    """Feeds the fold from the broker and publishes the view; ``run()`` until cancelled."""
+    """Feeds the fold from the broker and publishes the view; ``run()`` until cancelled.
 
-    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
-        self.config = config
-        self.acfg = config.aggregator
-        self.root = config.mqtt.topic_root
+    Built by the command (``opsdash.wiring.build_aggregator``), which also adds the view sections of
+    other parts (``graph``, ``alerts``) to ``fold.view``. ``alerts``: the alerts section, whose bus
+    topics (retained alert state in, alert messages out) this service carries; ``history_url``: the
+    history database, when history is on (series backfill at start, one record per second out).
+    """
+
+    def __init__(self, acfg: AggregatorConfig, mqtt: MqttConfig, clock: Callable[[], float] = time.time, *,
+                 alerts: AlertsSection | None = None, history_url: str | None = None) -> None:
+        self.acfg = acfg
+        self.mqtt = mqtt
+        self.root = mqtt.topic_root
         self.clock = clock
         #: the brokers of mqtt.url in turn (failover to the next node of a cluster)
-        self.brokers = Brokers(config.mqtt.endpoints())
+        self.brokers = Brokers(mqtt.endpoints())
         self.fold = Fold(self.acfg, self.root, clock())
-        known = [*self.acfg.expected_services, *self.acfg.expected_probes]
-        self.fold.view.add("graph", GraphSection(config.graph, known), after="health")
-        #: alerts (design.md section 9): evaluated on regular ticks over the view built before it
-        self.alerts = AlertsSection.create(compile_rules(config.alerts), self.root, config.alerts.recent_max,
-                                           sync_id=f"aggregator-{self.acfg.id}")
-        self.fold.view.add("alerts", self.alerts)
+        #: alerts (design.md section 9): the section's bus side; the wiring adds it to fold.view
+        self.alerts = alerts
         self.last: TickOutput | None = None
         self.connected = asyncio.Event()
         self.published_patches = 0
@@ -64,11 +65,13 @@ class AggregatorService:
         self._need_snapshot = True
         self._news_at: float | None = None  # arrival of the first message since the last tick
         self._news = asyncio.Event()
-        #: opsdash watches itself: set by run_aggregator, fed with the fold's own counters every tick.
+        #: opsdash watches itself: set by the wiring (opsdash.wiring.run_aggregator), fed with the
+        #: fold's own counters every tick.
         self.reporter: Reporter | None = None
         self._reported = {"messages_folded": 0, "quarantined": 0, "duplicates": 0, "missing_intervals": 0}
         #: history on: publish each second's record for the recorder (history/second.py)
-        self.history = config.history.enabled
+        self.history_url = history_url
+        self.history = history_url is not None
         self._feed_pending: list[dict[str, Any]] = []
         self._second_sent = 0
 
@@ -77,7 +80,7 @@ class AggregatorService:
         if not isinstance(payload, bytes):
             payload = str(payload).encode() if payload is not None else b""
         now = self.clock()
-        if self.alerts.handles(message.topic.value):
+        if self.alerts is not None and self.alerts.handles(message.topic.value):
             self.alerts.feed(message.topic.value, payload, now)
             return
         if self._news_at is None:
@@ -96,7 +99,7 @@ class AggregatorService:
             ep.host, ep.port, username=ep.username, password=ep.password,
             queue_type=_folding_queue(self._on_message),
             identifier=f"opsdash-aggregator-{self.acfg.id}", clean_session=False,
-            keepalive=self.config.mqtt.keepalive_s, timeout=10,
+            keepalive=self.mqtt.keepalive_s, timeout=10,
             tls_params=aiomqtt.TLSParameters() if ep.tls else None,
         )
 
@@ -121,7 +124,8 @@ class AggregatorService:
         from history.backfill import series_from_history
 
         try:
-            points = await series_from_history(self.config.history.url, self.clock(), self.fold.series_len,
+            assert self.history_url is not None
+            points = await series_from_history(self.history_url, self.clock(), self.fold.series_len,
                                                self.acfg.window_s)
         except Exception as exc:
             log.warning("aggregator: no series backfill from history (%s: %s)", type(exc).__name__, exc)
@@ -138,10 +142,11 @@ class AggregatorService:
             async with self._new_client() as client:
                 await client.subscribe(f"{self.root}/v1/svc/#", qos=1)
                 await client.subscribe(f"{self.root}/v1/probe/#", qos=1)
-                for t in self.alerts.subscriptions():
-                    await client.subscribe(t, qos=1)
-                # the echo comes after the retained alert state: then alerts are evaluated
-                await client.publish(self.alerts.sync_topic, b"1", qos=1)
+                if self.alerts is not None:
+                    for t in self.alerts.subscriptions():
+                        await client.subscribe(t, qos=1)
+                    # the echo comes after the retained alert state: then alerts are evaluated
+                    await client.publish(self.alerts.sync_topic, b"1", qos=1)
                 self._client = client
                 self._need_snapshot = True  # gateways may have missed patches while we were away
                 self.connected.set()
@@ -251,6 +256,8 @@ class AggregatorService:
         await self._publish_alerts(client)
 
     async def _publish_alerts(self, client: aiomqtt.Client) -> None:
+        if self.alerts is None:
+            return
         out = self.alerts.drain()
         for i, o in enumerate(out):
             try:
@@ -275,14 +282,3 @@ def _folding_queue(feed: Callable[[aiomqtt.Message], None]) -> type[asyncio.Queu
             feed(item)
 
     return FoldingQueue
-
-
-async def run_aggregator(config: Config) -> None:
-    """``opsdash aggregator``: run until cancelled (Ctrl-C)."""
-    from opsdash.selfreport import self_reporting
-
-    service = AggregatorService(config)
-    with contextlib.suppress(asyncio.CancelledError):
-        async with self_reporting(config, "aggregator") as rep:
-            service.reporter = rep
-            await service.run()

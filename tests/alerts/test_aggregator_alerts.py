@@ -16,6 +16,7 @@ import pytest
 from alerts.notifier import Notifier
 from alerts.receiver import WebhookReceiver
 from opsdash.config import Config, load_config
+from opsdash.wiring import build_aggregator
 from telemetry_bus.service import AggregatorService
 from tests.support.servers import Mosquitto, scaled
 
@@ -74,7 +75,7 @@ async def test_probe_to_webhook_through_the_aggregator_and_a_restart(mosquitto: 
     async with WebhookReceiver(quiet=True) as hook:
         config = cfg(mosquitto, hook.url)
         async with running(Notifier(config, client_id="n1")):
-            async with running(AggregatorService(config)) as agg:
+            async with running(build_aggregator(config)) as agg:
                 await publish_disk(mosquitto, 91.5)
                 await wait_until(lambda: bool(firing(agg)), 10)
                 await hook.wait_for(lambda got: len(got) == 1, scaled(5))
@@ -87,7 +88,7 @@ async def test_probe_to_webhook_through_the_aggregator_and_a_restart(mosquitto: 
                 assert sent["status"] == "firing" and sent["annotations"]["summary"] == \
                     "disk 91.5 % used (threshold 80 %)"
             # the aggregator restarts mid-alert: it takes the alert back from the bus
-            async with running(AggregatorService(config)) as agg2:
+            async with running(build_aggregator(config)) as agg2:
                 await wait_until(lambda: bool(firing(agg2)), 10)
                 [b] = firing(agg2)
                 assert (b["fingerprint"], b["starts_at"], b["fired_at"]) == \

@@ -18,7 +18,7 @@ from alerts.notifier import Notifier
 from alerts.receiver import WebhookReceiver
 from gateway.server import Gateway
 from opsdash.config import Config, load_config
-from telemetry_bus.service import AggregatorService
+from opsdash.wiring import build_aggregator
 from tests.alerts.test_aggregator_alerts import publish_disk, running, wait_until
 from tests.support.servers import Mosquitto, scaled
 
@@ -80,7 +80,7 @@ async def test_ack_and_silence_work_survive_restarts_and_display_tokens_cannot(m
     async with WebhookReceiver(quiet=True) as hook, httpx.AsyncClient(timeout=10) as http:
         config = cfg(mosquitto, hook.url)
         async with running(Notifier(config, client_id="n1")):
-            async with running(AggregatorService(config)), gateway(config) as gw:
+            async with running(build_aggregator(config)), gateway(config) as gw:
                 await publish_disk(mosquitto, 93.0)
                 body = await until_alerts(http, gw, lambda b: bool(alert_named(b, "disk_usage_high")) and
                                           alert_named(b, "disk_usage_high")["status"] == "firing")
@@ -119,7 +119,7 @@ async def test_ack_and_silence_work_survive_restarts_and_display_tokens_cannot(m
                 pg = alert_named(body, "pg_connections_high")
                 assert pg is not None and pg["silenced_until"] == pytest.approx(r.json()["ends_at"])
             # the aggregator and the gateway restart: ack and silence are still there
-            async with running(AggregatorService(config)), gateway(config) as gw2:
+            async with running(build_aggregator(config)), gateway(config) as gw2:
                 body = await until_alerts(http, gw2, lambda b: len(b["alerts"]) == 2)
                 assert alert_named(body, "disk_usage_high")["acked_by"] == "token"
                 assert alert_named(body, "pg_connections_high")["silenced_until"] is not None

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from opsdash.config import load_config
+from opsdash.wiring import build_aggregator
 from telemetry_bus.aio import cancel_and_wait
 from telemetry_bus.service import AggregatorService
 from tests.support.servers import Mosquitto, scaled
@@ -18,7 +19,7 @@ from tests.support.servers import Mosquitto, scaled
 async def aggregator(mosquitto: Mosquitto) -> AsyncIterator[AggregatorService]:
     config = load_config(env={"OPSDASH_MQTT_URL": mosquitto.url, "OPSDASH_AGGREGATOR__TICK_S": "0.25",
                               "OPSDASH_AGGREGATOR__ID": "test-agg"})
-    service = AggregatorService(config)
+    service = build_aggregator(config)
     task = asyncio.create_task(service.run())
     await asyncio.wait_for(service.connected.wait(), scaled(10))
     yield service

@@ -14,6 +14,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from opsdash.wiring import build_aggregator
 from telemetry_bus.contract import decode_patch, decode_snapshot, encode, topics
 from telemetry_bus.histogram import REPORTER_MAX_BUCKETS
 from telemetry_bus.reporter import Reporter, ReporterCore
@@ -291,7 +292,7 @@ async def test_a_configured_topic_root_works_end_to_end(mosquitto: Mosquitto) ->
 
     config = load_config(env={"OPSDASH_MQTT_URL": mosquitto.url, "OPSDASH_TOPIC_ROOT": "ops",
                               "OPSDASH_AGGREGATOR__TICK_S": "0.25"})
-    agg = AggregatorService(config)
+    agg = build_aggregator(config)
     task = asyncio.create_task(agg.run())
     views: list[bytes] = []
 

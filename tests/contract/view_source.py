@@ -7,14 +7,14 @@ import base64
 from typing import Any
 
 from opsdash.config import load_config
+from opsdash.wiring import build_aggregator
 from telemetry_bus.fold import TickOutput
-from telemetry_bus.service import AggregatorService
 from tests.bus.replay import T0, make_stream
 
 
 def full_ticks(seconds: int = 150) -> list[TickOutput]:
     """Every tick's output of the stream (the last ones have the richest view)."""
-    svc = AggregatorService(load_config(env={}), clock=lambda: T0)
+    svc = build_aggregator(load_config(env={}), clock=lambda: T0)
     svc.alerts.ready = True  # no retained alert state to wait for: evaluate from the first tick
     fold = svc.fold
     outs: list[TickOutput] = []

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from opsdash.config import load_config
+from opsdash.wiring import build_aggregator
 from telemetry_bus.aio import cancel_and_wait
 from telemetry_bus.service import AggregatorService
 from tests.support.servers import Mosquitto, scaled
@@ -23,7 +24,7 @@ async def start_aggregator(mosquitto: Mosquitto) -> AsyncIterator[StartAggregato
     async def start(agg_id: str = "fault-agg", **env: str) -> tuple[AggregatorService, asyncio.Task[None]]:
         config = load_config(env={"OPSDASH_MQTT_URL": mosquitto.url, "OPSDASH_AGGREGATOR__TICK_S": "0.25",
                                   "OPSDASH_AGGREGATOR__ID": agg_id, **env})
-        service = AggregatorService(config)
+        service = build_aggregator(config)
         task = asyncio.create_task(service.run())
         tasks.append(task)
         await asyncio.wait_for(service.connected.wait(), scaled(10))

@@ -13,6 +13,7 @@ import pytest
 
 from history.recorder import RecorderService
 from opsdash.config import Config, load_config
+from opsdash.wiring import build_aggregator
 from telemetry_bus.aio import cancel_and_wait
 from telemetry_bus.service import AggregatorService
 from tests.support.servers import Mosquitto, PrivatePostgres, scaled
@@ -38,7 +39,7 @@ class Stack:
 async def start_stack(mqtt_url: str, dsn: str, **env: str) -> Stack:
     config = load_config(env={"OPSDASH_MQTT_URL": mqtt_url, "OPSDASH_HISTORY_URL": dsn,
                               "OPSDASH_AGGREGATOR__ID": "test-agg", **env})
-    agg = AggregatorService(config)
+    agg = build_aggregator(config)
     rec = RecorderService(config)
     tasks = [asyncio.create_task(agg.run()), asyncio.create_task(rec.run())]
     await asyncio.wait_for(agg.connected.wait(), scaled(10))

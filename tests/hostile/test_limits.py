@@ -31,10 +31,10 @@ from websockets.exceptions import InvalidStatus
 from gateway.config import GatewayConfig
 from gateway.server import LIVE_PATH, Gateway
 from opsdash.config import load_config
+from opsdash.wiring import build_aggregator
 from telemetry_bus.aio import cancel_and_wait
 from telemetry_bus.config import MqttConfig
 from telemetry_bus.contract import encode, topics
-from telemetry_bus.service import AggregatorService
 from tests.conftest import eventually
 from tests.deploy.test_mosquitto_acl import USERS, acl_broker
 from tests.faults.conftest import StartAggregator
@@ -131,7 +131,7 @@ async def test_cross_service_publish_never_reaches_the_view(acl_broker: Mosquitt
     url = f"mqtt://opsdash-aggregator:{USERS['opsdash-aggregator']}@{acl_broker.host}:{acl_broker.port}"
     config = load_config(env={"OPSDASH_MQTT_URL": url, "OPSDASH_AGGREGATOR__TICK_S": "0.25",
                               "OPSDASH_AGGREGATOR__ID": "acl-agg"})
-    agg = AggregatorService(config)
+    agg = build_aggregator(config)
     task = asyncio.create_task(agg.run())
     try:
         await asyncio.wait_for(agg.connected.wait(), scaled(10))

@@ -14,6 +14,7 @@ import aiomqtt
 import pytest
 
 from opsdash.config import load_config
+from opsdash.wiring import run_probes
 from probes.config import (
     DiskProbeConfig,
     InfluxProbeConfig,
@@ -26,7 +27,7 @@ from probes.influxdb import InfluxProbe
 from probes.keycloak import KeycloakProbe
 from probes.mqtt import MqttProbe
 from probes.postgres import PostgresProbe
-from probes.runner import MqttPublisher, ProbeRunner, build_probes, run_probes
+from probes.runner import MqttPublisher, ProbeRunner, build_probes
 from telemetry_bus.config import MqttConfig
 from telemetry_bus.contract import ProbeResult, decode_probe
 from tests.conftest import eventually
@@ -187,7 +188,7 @@ async def test_run_probes_publishes_every_enabled_target(
         "OPSDASH_PROBES__DOCKER__SOCKET": str(tmp_path / "no.sock"),
     }
     config = load_config(env=env)
-    assert [p.target for p in build_probes(config)] == [
+    assert [p.target for p in build_probes(config.probes, config.mqtt)] == [
         "postgres",
         "platform",
         "mqtt",

@@ -17,13 +17,13 @@ import aiomqtt
 import pytest
 
 from opsdash.config import load_config
+from opsdash.wiring import build_aggregator
 from probes.config import MqttProbeConfig
 from probes.mqtt import MqttProbe
 from probes.runner import ProbeRunner
 from telemetry_bus.aio import cancel_and_wait
 from telemetry_bus.config import MqttConfig
 from telemetry_bus.reporter import Reporter
-from telemetry_bus.service import AggregatorService
 from tests.conftest import eventually
 from tests.faults.helpers import count_load, instance_totals
 from tests.scale.nats import NatsCluster
@@ -50,7 +50,7 @@ def rotated(c: NatsCluster, first: int) -> str:
 async def test_a_node_killed_under_load_loses_nothing_and_the_view_comes_back(cluster: NatsCluster) -> None:
     config = load_config(env={"OPSDASH_MQTT_URL": rotated(cluster, 0), "OPSDASH_TOPIC_ROOT": "ops",
                               "OPSDASH_AGGREGATOR__TICK_S": "0.25", "OPSDASH_AGGREGATOR__ID": "nats-agg"})
-    agg = AggregatorService(config)
+    agg = build_aggregator(config)
     agg_task = asyncio.create_task(agg.run())
     await asyncio.wait_for(agg.connected.wait(), scaled(20))
     reps = [Reporter(svc, f"{svc}-{i}", mqtt_url=rotated(cluster, 1 + i % 2), topic_root="ops", interval_s=0.5,
