@@ -335,7 +335,7 @@ class Demo:
             ("platform database", self.platform.run),
         ]
         if cfg.history.enabled:
-            from history.recorder import run_recorder
+            from opsdash.wiring import run_recorder
 
             parts.append(("recorder", lambda: run_recorder(cfg)))
         if not self.args.no_simulator:
