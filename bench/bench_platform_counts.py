@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_platform_counts.py [--dsn postgresql://postgres@127.0.0.1:5432/postgres]
                                                     [--devices 1000000] [--alerts 100000] [--cycles 20]
 
-Creates a scratch database with docs/platform-schema.sql, seeds it (10,000 tenants; devices seen over
+Creates a scratch database with opsdash/platform-schema.sql, seeds it (10,000 tenants; devices seen over
 the last 15 minutes so about 1/3 are online, 2 % never; alerts over 29 days, 10 % open),
 VACUUM ANALYZE, then times
 whole probe cycles (connect + read-only transaction + the four default queries + close) and prints
@@ -62,7 +62,7 @@ async def main() -> int:
         t0 = time.perf_counter()
         conn = await asyncpg.connect(url)
         try:
-            await conn.execute((ROOT / "docs" / "platform-schema.sql").read_text())
+            await conn.execute((ROOT / "opsdash" / "platform-schema.sql").read_text())
             await conn.execute(SEED.format(devices=args.devices, alerts=args.alerts))
             await conn.execute("VACUUM ANALYZE")
         finally:

@@ -6,7 +6,7 @@ What it runs, all in one process tree:
    ``mqtt.url`` / ``probes.database_url`` in the config file), else a private mosquitto (with
    deploy/mosquitto.conf settings) and a private PostgreSQL cluster started from the machine's binaries
    in a temporary directory, on free ports.
-2. The platform database: created from docs/platform-schema.sql, seeded (tenants, devices, alerts,
+2. The platform database: created from opsdash/platform-schema.sql, seeded (tenants, devices, alerts,
    integrations) and kept changing (:mod:`opsdash.platform_db`).
 3. Simulated InfluxDB 3 and Keycloak endpoints for their probes, unless real ones are configured
    (:mod:`opsdash.standins`).
@@ -33,7 +33,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import tomllib
@@ -44,7 +43,7 @@ from typing import Any
 import msgspec
 
 from opsdash.config import ENV_ALIASES, Config
-from opsdash.servers import ROOT, Mosquitto, PrivatePostgres
+from opsdash.servers import Mosquitto, PrivatePostgres
 
 log = logging.getLogger("opsdash.demo")
 
@@ -255,7 +254,7 @@ class Demo:
             owned = await self.platform.prepare()
         except (OSError, Exception) as exc:  # asyncpg raises many kinds; all mean "cannot seed"
             raise _StartError(f"platform database {_redact(dsn)}: {exc}") from exc
-        self.say("platform database: schema docs/platform-schema.sql, "
+        self.say("platform database: schema opsdash/platform-schema.sql, "
                  + (f"seeded ({len(self.platform.tenant_ids)} active tenants, "
                     f"{len(self.platform.online) + len(self.platform.offline)} devices) and kept changing"
                     if owned else "already holds a platform: left unchanged"))
@@ -455,7 +454,4 @@ def run_demo(config: Config, args: argparse.Namespace) -> int:
         for k, v in defaults.items():
             if not hasattr(args, k):
                 setattr(args, k, v)
-    if not (ROOT / "docs" / "platform-schema.sql").exists():
-        print("opsdash demo: docs/platform-schema.sql not found (run it from a checkout)", file=sys.stderr)
-        return 2
     return asyncio.run(Demo(config, args).main())

@@ -1,4 +1,4 @@
-"""The demo's platform database: created from docs/platform-schema.sql, seeded, and kept changing.
+"""The demo's platform database: created from opsdash/platform-schema.sql, seeded, and kept changing.
 
 Seeded like a real platform: tens of tenants (a few suspended or deleted), thousands of devices spread
 unevenly over them with a spread of last-seen times (most online, some stale, some never seen), a week
@@ -29,7 +29,7 @@ from opsdash.simdata import TENANTS, poisson
 
 log = logging.getLogger("opsdash.platform_db")
 
-SCHEMA: Final = Path(__file__).resolve().parents[1] / "docs" / "platform-schema.sql"
+SCHEMA: Final = Path(__file__).resolve().parent / "platform-schema.sql"
 ONLINE_WINDOW_S: Final = 300.0
 
 

@@ -19,7 +19,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 __all__ = [
-    "DEFAULT_PLATFORM_QUERIES",
     "DiskProbeConfig",
     "DockerProbeConfig",
     "InfluxProbeConfig",
@@ -33,59 +32,33 @@ __all__ = [
 
 _TOPIC_RE: Final = re.compile(r"^[^#+\x00]{1,200}$")
 
-#: The default platform queries (targets docs/platform-schema.sql). Each returns one row whose column
-#: names are metric keys. Placeholders: ``:now``, ``:today_start`` (midnight in ``timezone``) and
-#: ``:online_since`` (now minus ``online_window_s``), all ``timestamptz``.
-DEFAULT_PLATFORM_QUERIES: Final[dict[str, str]] = {
-    "tenants": (
-        "SELECT count(*) FILTER (WHERE status = 'active') AS tenants_active,"
-        " count(*) FILTER (WHERE status = 'suspended') AS tenants_suspended,"
-        " count(*) FILTER (WHERE status = 'deleted') AS tenants_deleted,"
-        " count(*) AS tenants_total FROM tenants"
-    ),
-    "devices": (
-        "SELECT r.n AS devices_registered, o.n AS devices_online, r.n - o.n AS devices_stale"
-        " FROM (SELECT count(*) AS n FROM devices) r,"
-        " (SELECT count(*) AS n FROM devices WHERE last_seen_at >= :online_since) o"
-    ),
-    "alerts": (
-        "SELECT (SELECT count(*) FROM alerts WHERE closed_at IS NULL) AS alerts_open,"
-        " (SELECT count(*) FROM alerts WHERE closed_at >= :today_start) AS alerts_closed_today,"
-        " (SELECT count(*) FROM alerts WHERE triggered_at >= :today_start) AS alerts_triggered_today"
-    ),
-    "integrations": (
-        "SELECT count(*) AS integrations_total,"
-        " count(*) FILTER (WHERE enabled) AS integrations_active,"
-        " count(*) FILTER (WHERE enabled AND type = 'webhook') AS integrations_webhook,"
-        " count(*) FILTER (WHERE enabled AND type = 'email') AS integrations_email,"
-        " count(*) FILTER (WHERE enabled AND type = 'sms') AS integrations_sms"
-        " FROM integrations"
-    ),
-}
-
+# Ranges are declared with msgspec.Meta (the decoder names the key and the bound); __post_init__ keeps
+# only the checks that relate two keys (a timeout within the period) or need more than a range.
+PeriodS = Annotated[float, msgspec.Meta(ge=0.05, le=86400)]
+TimeoutS = Annotated[float, msgspec.Meta(ge=0.01, le=86400)]
+BudgetMs = Annotated[float, msgspec.Meta(gt=0)]
+PositiveS = Annotated[float, msgspec.Meta(gt=0)]
+Ratio = Annotated[float, msgspec.Meta(gt=0, le=1)]
+TopN = Annotated[int, msgspec.Meta(ge=0, le=100)]
 
 class ProbeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What every probe has: on/off, period, timeout, latency budget, retry delay after a failure."""
 
     enabled: bool = True
-    period_s: float = 10.0
-    timeout_s: float = 5.0
+    period_s: PeriodS = 10.0
+    timeout_s: TimeoutS = 5.0
     #: A check slower than this (``latency_ms``) is "degraded".
-    latency_budget_ms: float = 500.0
+    latency_budget_ms: BudgetMs = 500.0
     #: After a failed check, the next one runs this soon (capped at ``period_s``).
-    retry_s: float = 1.0
+    retry_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 1.0
 
     def __post_init__(self) -> None:
-        if not 0.05 <= self.period_s <= 86400:
-            raise ValueError(f"period_s must be within 0.05..86400, got {self.period_s!r}")
-        if not 0.01 <= self.timeout_s <= self.period_s:
+        if self.timeout_s > self.period_s:
             raise ValueError(f"timeout_s must be within 0.01..period_s ({self.period_s!r}), "
                              f"got {self.timeout_s!r}")
-        if not 0 < self.latency_budget_ms <= self.timeout_s * 1000:
+        if self.latency_budget_ms > self.timeout_s * 1000:
             raise ValueError(f"latency_budget_ms must be > 0 and <= timeout_s * 1000, "
                              f"got {self.latency_budget_ms!r}")
-        if not 0 < self.retry_s <= 3600:
-            raise ValueError(f"retry_s must be within 0..3600, got {self.retry_s!r}")
 
 
 def _check_db_url(name: str, url: str) -> None:
@@ -99,56 +72,46 @@ def _check_http_url(name: str, url: str) -> None:
 
 
 class PostgresProbeConfig(ProbeSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    latency_budget_ms: float = 200.0
+    latency_budget_ms: BudgetMs = 200.0
     #: Defaults to ``probes.database_url``. A ``pg_monitor`` role is enough.
     url: str = ""
     #: Connections above this fraction of the usable maximum make the probe "degraded".
-    connections_warn_ratio: float = 0.8
-    largest_tables: int = 10
+    connections_warn_ratio: Ratio = 0.8
+    largest_tables: TopN = 10
     #: Rows of ``slow_statements`` (from pg_stat_statements, when installed); 0 turns it off.
-    slow_statements: int = 10
+    slow_statements: TopN = 10
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_db_url("url", self.url)
-        if not 0 < self.connections_warn_ratio <= 1:
-            raise ValueError(f"connections_warn_ratio must be within 0..1, "
-                             f"got {self.connections_warn_ratio!r}")
-        if not 0 <= self.largest_tables <= 100:
-            raise ValueError(f"largest_tables must be within 0..100, got {self.largest_tables!r}")
-        if not 0 <= self.slow_statements <= 100:
-            raise ValueError(f"slow_statements must be within 0..100, got {self.slow_statements!r}")
 
 
 class PlatformProbeConfig(ProbeSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    period_s: float = 60.0
-    timeout_s: float = 10.0
-    latency_budget_ms: float = 2000.0
+    period_s: PeriodS = 60.0
+    timeout_s: TimeoutS = 10.0
+    latency_budget_ms: BudgetMs = 2000.0
     #: Defaults to ``probes.database_url``.
     url: str = ""
     #: Statement timeout for every query of one cycle.
-    statement_timeout_ms: int = 5000
+    statement_timeout_ms: Annotated[int, msgspec.Meta(ge=1)] = 5000
     #: IANA zone that defines "today" for alerts closed/triggered today.
     timezone: str = "UTC"
     #: A device seen within this many seconds is online; every other registered device is stale.
-    online_window_s: float = 300.0
-    #: name -> SQL returning one row of metric columns (see DEFAULT_PLATFORM_QUERIES).
-    queries: dict[str, str] = msgspec.field(default_factory=lambda: dict(DEFAULT_PLATFORM_QUERIES))
+    online_window_s: PositiveS = 300.0
+    #: name -> SQL returning one row of metric columns; empty: the built-in queries
+    #: (``probes.platform.DEFAULT_PLATFORM_QUERIES``, next to the code that runs them).
+    queries: dict[str, str] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_db_url("url", self.url)
-        if not 1 <= self.statement_timeout_ms <= self.timeout_s * 1000:
+        if self.statement_timeout_ms > self.timeout_s * 1000:
             raise ValueError(f"statement_timeout_ms must be within 1..timeout_s * 1000, "
                              f"got {self.statement_timeout_ms!r}")
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"timezone must be an IANA time zone, got {self.timezone!r}") from None
-        if self.online_window_s <= 0:
-            raise ValueError(f"online_window_s must be > 0, got {self.online_window_s!r}")
-        if not self.queries:
-            raise ValueError("queries must not be empty, got {}")
         for name, sql in self.queries.items():
             if not sql.strip():
                 raise ValueError(f"queries.{name} is empty, got {sql!r}")
@@ -158,14 +121,14 @@ class PlatformProbeConfig(ProbeSettings, frozen=True, kw_only=True, forbid_unkno
 
 
 class MqttProbeConfig(ProbeSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    latency_budget_ms: float = 200.0
+    latency_budget_ms: BudgetMs = 200.0
     #: Defaults to the bus's ``mqtt.url`` (``OPSDASH_MQTT_URL``).
     url: str = ""
     #: Canary topic; default ``<root>/probe-canary/<client id>`` (outside the ``v1`` tree the
     #: aggregator folds, so a canary is never quarantined there).
     canary_topic: str = ""
     #: How long to wait for the retained ``$SYS`` figures after subscribing.
-    sys_wait_s: float = 1.0
+    sys_wait_s: PositiveS = 1.0
     #: A NATS server's monitoring endpoint (``http://nats:8222``), for NATS' MQTT listener, which
     #: has no ``$SYS`` tree: connections, message rates, slow consumers and cluster routes come from
     #: its ``/varz`` instead. Several comma-separated (the nodes of a cluster): the first that answers.
@@ -183,12 +146,12 @@ class MqttProbeConfig(ProbeSettings, frozen=True, kw_only=True, forbid_unknown_f
         for mon in filter(None, (u.strip() for u in self.nats_monitor_url.split(","))):
             if urlsplit(mon).scheme not in ("http", "https") or not urlsplit(mon).hostname:
                 raise ValueError(f"nats_monitor_url must be http(s)://host:port, got {mon!r}")
-        if not 0 < self.sys_wait_s < self.timeout_s:
+        if self.sys_wait_s >= self.timeout_s:
             raise ValueError(f"sys_wait_s must be within 0..timeout_s, got {self.sys_wait_s!r}")
 
 
 class InfluxProbeConfig(ProbeSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    latency_budget_ms: float = 200.0
+    latency_budget_ms: BudgetMs = 200.0
     #: e.g. ``http://influxdb:8181``; empty: the probe reports "not configured".
     url: str = ""
     #: Token (``Authorization: Bearer``); InfluxDB 3 needs one even for /health unless --disable-authz.
@@ -200,30 +163,26 @@ class InfluxProbeConfig(ProbeSettings, frozen=True, kw_only=True, forbid_unknown
     #: are counted through ``system.parquet_files``.
     data_dir: str = ""
     #: The server's ``--query-file-limit`` (Core's default: 432 files per table per query).
-    file_limit: int = 432
+    file_limit: Annotated[int, msgspec.Meta(ge=1)] = 432
     #: Parquet files of one table above this fraction of ``file_limit`` make the probe "degraded".
-    file_warn_ratio: float = 0.8
+    file_warn_ratio: Ratio = 0.8
     #: Time budget for walking ``data_dir``.
-    walk_budget_s: float = 2.0
+    walk_budget_s: PositiveS = 2.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_http_url("url", self.url)
-        if self.file_limit < 1:
-            raise ValueError(f"file_limit must be >= 1, got {self.file_limit!r}")
-        if not 0 < self.file_warn_ratio <= 1:
-            raise ValueError(f"file_warn_ratio must be within 0..1, got {self.file_warn_ratio!r}")
-        if not 0 < self.walk_budget_s < self.timeout_s:
+        if self.walk_budget_s >= self.timeout_s:
             raise ValueError(f"walk_budget_s must be within 0..timeout_s, got {self.walk_budget_s!r}")
 
 
 class KeycloakProbeConfig(ProbeSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    latency_budget_ms: float = 500.0
+    latency_budget_ms: BudgetMs = 500.0
     #: Management interface for ``/health/ready`` (port 9000 from Keycloak 25), e.g. ``http://kc:9000``.
     management_url: str = ""
     #: Main URL for the token endpoint and the admin API, e.g. ``http://kc:8080``; only with credentials.
     url: str = ""
-    realm: str = "master"
+    realm: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,100}$")] = "master"
     #: Confidential client with a service account holding realm-management ``view-realm``.
     client_id: str = ""
     client_secret: str = ""
@@ -236,41 +195,33 @@ class KeycloakProbeConfig(ProbeSettings, frozen=True, kw_only=True, forbid_unkno
             raise ValueError(f"url is needed with client_id, got {self.url!r}")
         if bool(self.client_id) != bool(self.client_secret):
             raise ValueError(f"client_id and client_secret go together, got client_id {self.client_id!r}")
-        if not re.match(r"^[A-Za-z0-9_.-]{1,100}$", self.realm):
-            raise ValueError(f"realm must be a realm name, got {self.realm!r}")
 
     def has_credentials(self) -> bool:
         return bool(self.client_id and self.client_secret)
 
 
 class DockerProbeConfig(ProbeSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    timeout_s: float = 8.0
-    latency_budget_ms: float = 4000.0
-    socket: str = "/var/run/docker.sock"
-    api_version: str = "1.43"
+    timeout_s: TimeoutS = 8.0
+    latency_budget_ms: BudgetMs = 4000.0
+    socket: Annotated[str, msgspec.Meta(pattern=r"^/")] = "/var/run/docker.sock"
+    api_version: Annotated[str, msgspec.Meta(pattern=r"^1\.\d{2}$")] = "1.43"
     #: Only containers of this compose project (label ``com.docker.compose.project``); empty: all.
     project: str = ""
     #: Gap between the two stats samples CPU % is computed from (like ``docker stats``).
-    cpu_sample_s: float = 1.0
+    cpu_sample_s: PositiveS = 1.0
     #: A container using more than this fraction of its memory limit makes the probe "degraded".
-    memory_warn_ratio: float = 0.9
+    memory_warn_ratio: Ratio = 0.9
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.socket.startswith("/"):
-            raise ValueError(f"socket must be an absolute path, got {self.socket!r}")
-        if not re.match(r"^1\.\d{2}$", self.api_version):
-            raise ValueError(f"api_version must look like 1.43, got {self.api_version!r}")
-        if not 0 < self.cpu_sample_s < self.timeout_s:
+        if self.cpu_sample_s >= self.timeout_s:
             raise ValueError(f"cpu_sample_s must be within 0..timeout_s, got {self.cpu_sample_s!r}")
-        if not 0 < self.memory_warn_ratio <= 1:
-            raise ValueError(f"memory_warn_ratio must be within 0..1, got {self.memory_warn_ratio!r}")
 
 
 class DiskProbeConfig(ProbeSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    period_s: float = 30.0
-    timeout_s: float = 10.0
-    latency_budget_ms: float = 5000.0
+    period_s: PeriodS = 30.0
+    timeout_s: TimeoutS = 10.0
+    latency_budget_ms: BudgetMs = 5000.0
     #: PostgreSQL's data directory (as mounted where the probe runs).
     postgres_data_dir: str = ""
     #: InfluxDB's ``--data-dir``.
@@ -278,18 +229,16 @@ class DiskProbeConfig(ProbeSettings, frozen=True, kw_only=True, forbid_unknown_f
     #: Other directories whose volume to watch (role ``other``).
     other_dirs: list[str] = msgspec.field(default_factory=list)
     #: A volume fuller than this percentage makes the probe "degraded".
-    used_warn_pct: float = 80.0
+    used_warn_pct: Annotated[float, msgspec.Meta(gt=0, le=100)] = 80.0
     #: Time budget for sizing all directories; past it the sizes are lower bounds (``dir_complete``).
-    walk_budget_s: float = 3.0
+    walk_budget_s: PositiveS = 3.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for name, path in self.dirs():
             if not path.startswith("/"):
                 raise ValueError(f"{name} must be an absolute path, got {path!r}")
-        if not 0 < self.used_warn_pct <= 100:
-            raise ValueError(f"used_warn_pct must be within 0..100, got {self.used_warn_pct!r}")
-        if not 0 < self.walk_budget_s < self.timeout_s:
+        if self.walk_budget_s >= self.timeout_s:
             raise ValueError(f"walk_budget_s must be within 0..timeout_s, got {self.walk_budget_s!r}")
 
     def dirs(self) -> list[tuple[str, str]]:

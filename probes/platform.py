@@ -1,7 +1,7 @@
 """Platform aggregates from the platform's PostgreSQL: tenants, devices, alerts, integrations.
 
 The queries are configurable (``probes.platform.queries``); the defaults target the reference schema
-``docs/platform-schema.sql``. Each query returns one row whose column names are metric keys. They run
+``opsdash/platform-schema.sql``. Each query returns one row whose column names are metric keys. They run
 in one read-only REPEATABLE READ transaction (one snapshot, so the figures add up) with a statement
 timeout; a query that fails leaves its metrics null and makes the result "degraded", the others
 still count. Placeholders ``:now``, ``:today_start`` and ``:online_since`` are bound as timestamptz;
@@ -24,7 +24,39 @@ from probes.config import PlatformProbeConfig
 from probes.core import ProbeError, Reading, Unavailable, num
 from probes.postgres import connect, pg_error
 
-__all__ = ["PlatformProbe", "PlatformWindow", "bind", "platform_reading", "today_start", "window"]
+__all__ = ["DEFAULT_PLATFORM_QUERIES", "PlatformProbe", "PlatformWindow", "bind", "platform_reading",
+           "today_start", "window"]
+
+#: The default platform queries (they target the reference schema opsdash/platform-schema.sql). Each
+#: returns one row whose column names are metric keys. Placeholders: ``:now``, ``:today_start``
+#: (midnight in ``timezone``) and ``:online_since`` (now minus ``online_window_s``), all ``timestamptz``.
+DEFAULT_PLATFORM_QUERIES: Final[dict[str, str]] = {
+    "tenants": (
+        "SELECT count(*) FILTER (WHERE status = 'active') AS tenants_active,"
+        " count(*) FILTER (WHERE status = 'suspended') AS tenants_suspended,"
+        " count(*) FILTER (WHERE status = 'deleted') AS tenants_deleted,"
+        " count(*) AS tenants_total FROM tenants"
+    ),
+    "devices": (
+        "SELECT r.n AS devices_registered, o.n AS devices_online, r.n - o.n AS devices_stale"
+        " FROM (SELECT count(*) AS n FROM devices) r,"
+        " (SELECT count(*) AS n FROM devices WHERE last_seen_at >= :online_since) o"
+    ),
+    "alerts": (
+        "SELECT (SELECT count(*) FROM alerts WHERE closed_at IS NULL) AS alerts_open,"
+        " (SELECT count(*) FROM alerts WHERE closed_at >= :today_start) AS alerts_closed_today,"
+        " (SELECT count(*) FROM alerts WHERE triggered_at >= :today_start) AS alerts_triggered_today"
+    ),
+    "integrations": (
+        "SELECT count(*) AS integrations_total,"
+        " count(*) FILTER (WHERE enabled) AS integrations_active,"
+        " count(*) FILTER (WHERE enabled AND type = 'webhook') AS integrations_webhook,"
+        " count(*) FILTER (WHERE enabled AND type = 'email') AS integrations_email,"
+        " count(*) FILTER (WHERE enabled AND type = 'sms') AS integrations_sms"
+        " FROM integrations"
+    ),
+}
+
 
 _PLACEHOLDER: Final = re.compile(r"(?<![:\w]):(now|today_start|online_since)\b")
 _METRIC: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -99,7 +131,7 @@ class PlatformProbe:
         self.settings = settings
         self.url = settings.url or url or ""
         self.clock = clock
-        self._queries = {name: sql for name, sql in settings.queries.items()}
+        self._queries = dict(settings.queries or DEFAULT_PLATFORM_QUERIES)
 
     async def check(self) -> Reading:
         if not self.url:

@@ -67,10 +67,11 @@ def test_metrics_are_finite_or_null_and_names_checked() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [
-        ({"period_s": 0.0}, "period_s must be within 0.05..86400, got 0.0"),
+        ({"period_s": 0.0}, "Expected `float` >= 0.05 - at `$.period_s`"),
         ({"timeout_s": 20.0}, "timeout_s must be within 0.01..period_s (10.0), got 20.0"),
         ({"latency_budget_ms": 9000.0}, "latency_budget_ms must be > 0 and <= timeout_s * 1000, got 9000.0"),
-        ({"retry_s": -1.0}, "retry_s must be within 0..3600, got -1.0"),
+        ({"latency_budget_ms": 0.0}, "Expected `float` > 0.0 - at `$.latency_budget_ms`"),
+        ({"retry_s": -1.0}, "Expected `float` > 0.0 - at `$.retry_s`"),
     ],
 )
 def test_settings_reject_bad_values_showing_them(kwargs: dict[str, float], needle: str) -> None:
@@ -86,6 +87,20 @@ def test_probe_configs_reject_bad_values() -> None:
         msgspec.convert({"url": "mysql://x"}, PostgresProbeConfig)
     with pytest.raises(msgspec.ValidationError, match="unknown field `colour`"):
         msgspec.convert({"postgres": {"colour": 1}}, ProbesConfig)
+    # ranges through msgspec.Meta: the error names the key and the bound
+    for tree, needle in (
+            ({"postgres": {"connections_warn_ratio": 1.5}}, r"<= 1.0 - at `\$.postgres.connections_warn_ratio`"),
+            ({"postgres": {"largest_tables": 101}}, r"<= 100 - at `\$.postgres.largest_tables`"),
+            ({"keycloak": {"realm": "a b"}}, r"at `\$.keycloak.realm`"),
+            ({"docker": {"socket": "docker.sock"}}, r"at `\$.docker.socket`"),
+            ({"docker": {"memory_warn_ratio": 0}}, r"> 0.0 - at `\$.docker.memory_warn_ratio`"),
+            ({"influxdb": {"file_limit": 0}}, r">= 1 - at `\$.influxdb.file_limit`"),
+            ({"disk": {"used_warn_pct": 150}}, r"<= 100.0 - at `\$.disk.used_warn_pct`"),
+            ({"disk": {"walk_budget_s": 20}}, "walk_budget_s must be within 0..timeout_s")):
+        with pytest.raises(msgspec.ValidationError, match=needle):
+            msgspec.convert(tree, ProbesConfig)
+    with pytest.raises(ConfigError, match=r"OPSDASH_PROBES__DISK__USED_WARN_PCT: probes\.disk\.used_warn_pct"):
+        load_config(env={"OPSDASH_PROBES__DISK__USED_WARN_PCT": "150"})
 
 
 def test_config_from_env_database_url_feeds_both_and_overrides_work() -> None:

@@ -13,7 +13,7 @@ from probes.config import PlatformProbeConfig
 from probes.platform import PlatformProbe, bind, today_start
 from probes.runner import ProbeRunner
 
-SCHEMA = (Path(__file__).resolve().parents[2] / "docs" / "platform-schema.sql").read_text()
+SCHEMA = (Path(__file__).resolve().parents[2] / "opsdash" / "platform-schema.sql").read_text()
 # 2026-11-27 03:00 UTC is 2026-11-26 22:00 in New York: "today" there began at 2026-11-26 05:00 UTC.
 NOW = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
 NY_MIDNIGHT = datetime(2026, 11, 26, 5, 0, tzinfo=UTC)
