@@ -22,7 +22,7 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -71,15 +71,22 @@ class JwksCache:
     """The realm's signing keys, fetched asynchronously and cached.
 
     ``get(kid)`` returns the key or None. An unknown kid refreshes the keys, but at most once per
-    ``min_refresh_s`` whatever the number of tokens asking (a flood of made-up kids costs one fetch).
-    Keys older than ``max_age_s`` are refreshed on the next use; a failed fetch keeps the last good keys.
+    ``min_refresh_s`` whatever the number of tokens asking (a flood of made-up kids costs one fetch
+    per period). An unknown kid inside that period waits for the period's end, where one shared fetch
+    serves every waiter (at most ``max_wait_s``): a provider that rotates its key signs with the new
+    one at once (node-oidc-provider does, and Keycloak when a new key gets the highest priority), and
+    refusing its tokens until the period is over dropped wall screens to the login page (found with the
+    real provider in tests/peers/test_oidc_gateway.py). Keys older than ``max_age_s`` are refreshed on
+    the next use; a failed fetch keeps the last good keys.
     """
 
     url: str
     min_refresh_s: float = 30.0
     max_age_s: float = 600.0
     timeout_s: float = 5.0
+    max_wait_s: float = 30.0
     clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     client: httpx.AsyncClient | None = None
     keys: dict[str, tuple[Any, str | None]] = field(default_factory=dict)
     fetches: int = 0
@@ -87,6 +94,7 @@ class JwksCache:
     _fetched_at: float | None = None
     _attempted_at: float | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _next: asyncio.Task[None] | None = None
 
     async def refresh(self) -> bool:
         """Fetch the JWKS now; True when it succeeded. On failure the old keys stay."""
@@ -123,11 +131,21 @@ class JwksCache:
         stale = self._fetched_at is None or now - self._fetched_at > self.max_age_s
         if kid in self.keys and not stale:
             return self.keys[kid]
-        async with self._lock:
-            now = self.clock()
-            if self._attempted_at is None or now - self._attempted_at >= self.min_refresh_s:
-                await self.refresh()
+        if self._next is None or self._next.done():
+            since = None if self._attempted_at is None else now - self._attempted_at
+            wait = 0.0 if since is None else max(0.0, self.min_refresh_s - since)
+            if wait > 0 and (kid in self.keys or wait > self.max_wait_s):
+                return self.keys.get(kid)  # a known (if old) key, or too long to wait
+            self._next = asyncio.create_task(self._refresh_after(wait))
+        # shield: a waiter that gives up (its client went away) must not cancel the shared fetch
+        await asyncio.shield(self._next)
         return self.keys.get(kid)
+
+    async def _refresh_after(self, wait: float) -> None:
+        if wait > 0:
+            await self.sleep(wait)
+        async with self._lock:
+            await self.refresh()
 
 
 class Authenticator:
@@ -202,6 +220,13 @@ class Authenticator:
         kid = header.get("kid")
         if not isinstance(kid, str):
             raise AuthError(401, "unauthorized", "token has no key id (kid)")
+        try:
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as exc:
+            raise AuthError(401, "unauthorized", f"malformed token: {exc}") from exc
+        if unverified.get("iss") != self.issuer:
+            # before any key lookup: a token of another issuer never costs a JWKS fetch (or a wait)
+            raise AuthError(401, "unauthorized", "token issuer is not the configured realm")
         found = await self.jwks.get(kid)
         if found is None:
             raise AuthError(401, "unauthorized", f"unknown signing key {kid[:64]!r}")

@@ -22,7 +22,7 @@ from jwt.algorithms import RSAAlgorithm
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from gateway.auth import Authenticator, AuthError, JwksCache
+from gateway.auth import Authenticator, AuthError, JwksCache, Principal
 from tests.conftest import eventually
 from tests.gateway.client import recv
 from tests.gateway.conftest import GatewayFactory, published
@@ -176,6 +176,50 @@ async def test_key_rotation_is_picked_up_through_an_unknown_kid(jwks: tuple[Fake
     fake.keys.append(jwk(OTHER_KEY, "k2"))
     await asyncio.sleep(0.02)
     assert (await auth.verify(mint(kid="k2", key=OTHER_KEY))).role == "operator"
+
+
+async def test_an_unknown_kid_inside_the_refresh_period_waits_for_one_shared_fetch(
+        jwks: tuple[FakeJwks, str]) -> None:
+    """A rotation right after a fetch: the new key's token waits for the period's end (one fetch for
+    it and every made-up kid alongside) instead of being refused (tests/peers/test_oidc_gateway.py
+    shows it with a real provider)."""
+    fake, url = jwks
+    now = [1000.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    auth = Authenticator("oidc", issuer=ISSUER, audience=AUDIENCE,
+                         jwks=JwksCache(url, min_refresh_s=20, clock=lambda: now[0], sleep=sleep))
+    await auth.verify(mint())
+    assert fake.hits == 1
+    now[0] += 5
+    fake.keys.append(jwk(OTHER_KEY, "k2"))
+    results = await asyncio.gather(auth.verify(mint(kid="k2", key=OTHER_KEY)),
+                                   *(auth.verify(mint(kid=f"made-up-{i}")) for i in range(20)),
+                                   return_exceptions=True)
+    assert isinstance(results[0], Principal) and results[0].role == "operator"
+    assert all(isinstance(r, AuthError) and "unknown signing key" in r.message for r in results[1:])
+    assert fake.hits == 2 and slept == [15.0]
+    # past max_wait_s a waiter is refused at once rather than held
+    cache = JwksCache(url, min_refresh_s=60, max_wait_s=5, clock=lambda: now[0], sleep=sleep)
+    auth = Authenticator("oidc", issuer=ISSUER, audience=AUDIENCE, jwks=cache)
+    await auth.verify(mint())
+    with pytest.raises(AuthError, match="unknown signing key"):
+        await auth.verify(mint(kid="k3"))
+    assert slept == [15.0]
+
+
+async def test_a_foreign_issuer_costs_no_jwks_fetch(jwks: tuple[FakeJwks, str]) -> None:
+    fake, url = jwks
+    auth = oidc_auth(url, min_refresh_s=0.0)
+    await auth.verify(mint())
+    for i in range(10):
+        with pytest.raises(AuthError, match="issuer"):
+            await auth.verify(mint(kid=f"other-{i}", iss="https://evil.example/realms/opsdash"))
+    assert fake.hits == 1
 
 
 async def test_jwks_down_after_a_first_fetch_keeps_the_last_good_keys(jwks: tuple[FakeJwks, str]) -> None:

@@ -35,9 +35,54 @@ export function setStoredToken(token: string | null): void {
 }
 
 type UserManagerT = import("oidc-client-ts").UserManager;
+type UserT = import("oidc-client-ts").User;
 let manager: UserManagerT | null = null;
+let renewTimer: ReturnType<typeof setTimeout> | null = null;
 
-/** Set up OIDC (loaded only when the gateway says `oidc`); completes a login redirect if one is back. */
+/**
+ * When to renew a token that has `left` seconds to live: at three quarters of that. oidc-client-ts'
+ * own timer renews a fixed 60 s before expiry, which renews a token of 60 s or less again and again;
+ * at 3/4 a 5-minute Keycloak token is renewed after 3.75 min and a 10 s token after 7.5 s.
+ */
+export function renewDelayMs(left: number): number {
+  return Math.max(1, left * 0.75) * 1000;
+}
+
+/** After a failed renewal: try again soon, but well before the token runs out. */
+export function retryDelayMs(left: number, attempt: number): number | null {
+  if (left <= 1) return null;
+  return Math.min(2000 * 2 ** attempt, (left / 2) * 1000);
+}
+
+function scheduleRenew(user: UserT, onToken: () => void, attempt = 0, delay?: number): void {
+  if (renewTimer) clearTimeout(renewTimer);
+  renewTimer = null;
+  const left = user.expires_in;
+  if (left === undefined || !user.refresh_token) return;
+  renewTimer = setTimeout(() => {
+    renewTimer = null;
+    void renew(onToken, attempt);
+  }, delay ?? renewDelayMs(left));
+}
+
+async function renew(onToken: () => void, attempt: number): Promise<void> {
+  if (!manager) return;
+  try {
+    // with a refresh token this is a refresh_token grant (no iframe); userLoaded fires on success
+    await manager.signinSilent();
+  } catch {
+    const user = await manager.getUser();
+    const retry = user ? retryDelayMs(user.expires_in ?? 0, attempt) : null;
+    // when the token runs out the gateway closes the socket and the page asks for a login
+    if (user && retry !== null) scheduleRenew(user, onToken, attempt + 1, retry);
+  }
+}
+
+/**
+ * Set up OIDC (loaded only when the gateway says `oidc`); completes a login redirect if one is back.
+ * `onToken` runs whenever a new token is there (login, renewal): the live connection sends it to the
+ * gateway on the open socket, so a wall screen stays connected across renewals.
+ */
 export async function initOidc(info: AuthInfo, onToken: () => void): Promise<void> {
   if (info.mode !== "oidc" || !info.issuer || !info.client_id) return;
   const { UserManager, WebStorageStateStore } = await import("oidc-client-ts");
@@ -46,13 +91,23 @@ export async function initOidc(info: AuthInfo, onToken: () => void): Promise<voi
     authority: info.issuer,
     client_id: info.client_id,
     redirect_uri: redirect,
-    post_logout_redirect_uri: redirect,
+    post_logout_redirect_uri: `${window.location.origin}/`,
     response_type: "code",
     scope: info.scope ?? "openid",
     userStore: new WebStorageStateStore({ store: window.sessionStorage }),
-    automaticSilentRenew: true,
+    // renewal is ours (scheduleRenew): at 3/4 of the lifetime, with retries
+    automaticSilentRenew: false,
+    // logging out revokes the refresh token at the provider (logout() below)
+    revokeTokenTypes: ["refresh_token"],
   });
-  manager.events.addUserLoaded(() => onToken());
+  manager.events.addUserLoaded((user) => {
+    scheduleRenew(user, onToken);
+    onToken();
+  });
+  manager.events.addUserUnloaded(() => {
+    if (renewTimer) clearTimeout(renewTimer);
+    renewTimer = null;
+  });
   const params = new URLSearchParams(window.location.search);
   if (params.has("code") && params.has("state")) {
     try {
@@ -62,6 +117,10 @@ export async function initOidc(info: AuthInfo, onToken: () => void): Promise<voi
     } catch {
       window.history.replaceState(null, "", window.location.pathname);
     }
+  } else {
+    // a reload keeps the session's user: renew it on time (now, if it already ran out)
+    const user = await manager.getUser();
+    if (user) scheduleRenew(user, onToken, 0, user.expired ? 0 : undefined);
   }
 }
 
@@ -82,9 +141,29 @@ export async function getToken(): Promise<string | null> {
   return getStoredToken();
 }
 
-export async function logout(): Promise<void> {
+/**
+ * Log out: forget the tokens, let `endSocket` close the live connection at once (the gateway then
+ * sees no token), and with OIDC end the session at the provider (its end-session endpoint; the
+ * refresh token is revoked first), which returns to the dashboard.
+ */
+export async function logout(endSocket: () => void = () => undefined): Promise<void> {
   setStoredToken(null);
+  if (renewTimer) clearTimeout(renewTimer);
+  renewTimer = null;
+  const user = manager ? await manager.getUser() : null;
+  if (manager && user?.refresh_token) {
+    // a shared wall screen stays logged out: the refresh token dies at the provider too
+    await manager.revokeTokens(["refresh_token"]).catch(() => undefined);
+  }
   if (manager) await manager.removeUser();
+  endSocket();
+  if (manager && user) {
+    try {
+      await manager.signoutRedirect({ id_token_hint: user.id_token });
+    } catch {
+      /* the provider is unreachable: the local logout above stands */
+    }
+  }
 }
 
 export async function hasLogin(): Promise<boolean> {

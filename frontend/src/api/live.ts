@@ -100,6 +100,31 @@ export class LiveClient {
     ws?.close(1000, "page closed");
   }
 
+  /**
+   * A new token is there (OIDC renewal or login): on an open socket send it in a new hello (the
+   * gateway re-checks it and moves the connection's expiry), so the connection is never dropped for
+   * a renewal; otherwise connect now with it.
+   */
+  renewToken(): void {
+    if (this.stopped) return;
+    const ws = this.ws;
+    if (!ws || ws.readyState !== 1 || this.state.phase !== "live") {
+      this.reconnectNow();
+      return;
+    }
+    void (async () => {
+      let token: string | null = null;
+      try {
+        token = await this.opts.getToken();
+      } catch {
+        token = null;
+      }
+      if (this.ws !== ws || ws.readyState !== 1) return;
+      if (token) ws.send(JSON.stringify(this.hello(token)));
+      else this.reconnectNow();
+    })();
+  }
+
   /** Connect again now (after a login, or when the user asks). */
   reconnectNow(): void {
     if (this.stopped) return;

@@ -34,6 +34,20 @@ function NotFound({ path }: { path: string }) {
   );
 }
 
+/** A valid login without the role: no page, no figures, and how to get in. */
+function NotAllowed({ reason }: { reason: string }) {
+  return (
+    <section class="page-placeholder" aria-labelledby="na-title" data-testid="not-allowed">
+      <h2 id="na-title">Not allowed</h2>
+      <p>
+        You are logged in, but this identity may not see the operator dashboard: it needs the role{" "}
+        <code>operator</code>. Ask an administrator for it, or log out and log in as someone who has it.
+      </p>
+      {reason && <p class="muted">The gateway said: {reason}</p>}
+    </section>
+  );
+}
+
 export function App() {
   const loc = useLocation();
   const wall = loc.query.get("wall") === "1";
@@ -61,7 +75,7 @@ export function App() {
     let cancelled = false;
     void (async () => {
       const info = await fetchAuthInfo();
-      await initOidc(info, () => client.reconnectNow()).catch(() => undefined);
+      await initOidc(info, () => client.renewToken()).catch(() => undefined);
       if (cancelled) return;
       setAuth(info);
       setLoggedIn((await getToken()) !== null);
@@ -89,7 +103,7 @@ export function App() {
         <button
           class="btn"
           type="button"
-          onClick={() => void logout().then(() => { setLoggedIn(false); client.reconnectNow(); })}
+          onClick={() => void logout(() => { setLoggedIn(false); client.reconnectNow(); })}
         >
           Log out
         </button>
@@ -123,10 +137,14 @@ export function App() {
           </div>
         )}
         <main id="main" class="page" tabIndex={-1}>
-          <ParamsContext.Provider value={params}>
-            {/* keyed by wall mode too: charts are built for the type size of the mode */}
-            {Page ? <Page key={`${hit?.route.path}:${wall}`} /> : <NotFound path={loc.path} />}
-          </ParamsContext.Provider>
+          {live.phase === "forbidden" ? (
+            <NotAllowed reason={live.lastError?.message || live.lastClose?.reason || ""} />
+          ) : (
+            <ParamsContext.Provider value={params}>
+              {/* keyed by wall mode too: charts are built for the type size of the mode */}
+              {Page ? <Page key={`${hit?.route.path}:${wall}`} /> : <NotFound path={loc.path} />}
+            </ParamsContext.Provider>
+          )}
         </main>
         {showLogin && (
           <LoginForm
