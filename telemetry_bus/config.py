@@ -130,6 +130,8 @@ class AggregatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     max_services: Annotated[int, msgspec.Meta(ge=1)] = 64
     max_instances_per_service: Annotated[int, msgspec.Meta(ge=1)] = 256
     max_series_per_instance: Annotated[int, msgspec.Meta(ge=1)] = 256
+    #: Distinct series names over all instances of one service (each has a 1 s window in the fold).
+    max_series_per_service: Annotated[int, msgspec.Meta(ge=1)] = 1024
     max_probes: Annotated[int, msgspec.Meta(ge=1)] = 64
     #: Instances offline for longer than this are forgotten.
     forget_after_s: Positive = 3600.0

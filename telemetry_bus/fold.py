@@ -306,6 +306,14 @@ class Fold:
             if len(series) + len(new) > self.cfg.max_series_per_instance:
                 raise _Refused(f"too many series for {service}/{instance} (max "
                                f"{self.cfg.max_series_per_instance})")
+            # The service keeps a window per name its instances send: bound the names per service
+            # too, or many instances with distinct names would grow it without limit.
+            svc = self.services[service]
+            fresh = new - svc.series
+            if fresh and len(svc.series) + len(fresh) > self.cfg.max_series_per_service:
+                raise _Refused(f"too many series for service {service} (max "
+                               f"{self.cfg.max_series_per_service})")
+            svc.series |= fresh
             series |= new
         if m.boot != inst.boot:
             watched = inst.last_seen is not None or inst.boot != ""  # a restart we saw happen

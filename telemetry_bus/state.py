@@ -96,6 +96,8 @@ class Service:
     rings: dict[str, Ring] = field(default_factory=dict)
     hists: dict[str, HistRing] = field(default_factory=dict)
     state: Hysteresis = field(default_factory=Hysteresis)
+    #: every series name its instances sent (bounded by ``max_series_per_service``)
+    series: set[str] = field(default_factory=set)
     #: the earliest first_seen of its instances (rates average over what exists before a full
     #: window); kept by the fold as instances come and go, so a rate costs no pass over instances
     first_seen: float | None = None
