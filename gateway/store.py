@@ -32,14 +32,12 @@ import msgspec
 from gateway.errors import ProtocolError
 from gateway.sections import filter_view, is_service_section
 from telemetry_bus.contract import ViewPatch, ViewSnapshot
-from telemetry_bus.view_diff import apply_append, apply_errors, merge_patch
+from telemetry_bus.view_diff import DEFAULT_ERRORS_LEN, DEFAULT_SERIES_LEN, apply_view_patch, meta_len
 
 __all__ = ["DEFAULT_SERIES_LEN", "Outcome", "Sections", "ViewStore", "filter_state", "parse_sections"]
 
 Sections = frozenset[str] | None
 
-DEFAULT_SERIES_LEN: Final = 900
-DEFAULT_ERRORS_LEN: Final = 50
 #: Most sections a client may name, and the pattern of one name.
 MAX_SECTIONS: Final = 16
 _SECTION_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
@@ -141,19 +139,8 @@ class ViewStore:
             return Outcome.OLD
         if patch.base != self.seq:
             return Outcome.GAP
-        state = merge_patch(self.state, patch.patch)
-        if patch.append:
-            old = state.get("series")
-            # the old state's dict is not ours to change
-            series: dict[str, Any] = dict(old) if isinstance(old, dict) else {}
-            state["series"] = series
-            for name in patch.append:
-                if isinstance(series.get(name), list):
-                    series[name] = list(series[name])
-            apply_append(series, patch.append, self.series_len(state))
-        if patch.errors:
-            state = apply_errors(state, patch.errors, self.errors_len(state))
-        self.state = state
+        # the old state is not ours to change (readers may hold it): apply_view_patch copies
+        self.state = apply_view_patch(self.state, patch.patch, patch.append, patch.errors)
         self.seq = patch.seq
         self.ts = patch.ts
         self.received_mono = now
@@ -164,15 +151,11 @@ class ViewStore:
 
     @staticmethod
     def series_len(state: dict[str, Any]) -> int:
-        meta = state.get("meta")
-        n = meta.get("series_len") if isinstance(meta, dict) else None
-        return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else DEFAULT_SERIES_LEN
+        return meta_len(state, "series_len", DEFAULT_SERIES_LEN)
 
     @staticmethod
     def errors_len(state: dict[str, Any]) -> int:
-        meta = state.get("meta")
-        n = meta.get("errors_len") if isinstance(meta, dict) else None
-        return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else DEFAULT_ERRORS_LEN
+        return meta_len(state, "errors_len", DEFAULT_ERRORS_LEN)
 
     # -- reading -------------------------------------------------------------------------------------
     def age(self, mono_now: float) -> float | None:

@@ -22,7 +22,7 @@ from rich.text import Text
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 
-from telemetry_bus.view_diff import apply_append, apply_errors, merge_patch
+from telemetry_bus.view_diff import apply_view_patch
 
 __all__ = ["WatchModel", "live_url", "render", "run_watch"]
 
@@ -69,14 +69,8 @@ class WatchModel:
                     self.resyncs += 1
                     self.seq = None
                     return {"type": "resync"}
-                self.state = merge_patch(self.state, msg.get("patch") or {})
-                if msg.get("append"):
-                    series = self.state.setdefault("series", {})
-                    meta = self.state.get("meta") or {}
-                    apply_append(series, msg["append"], int(meta.get("series_len") or 900))
-                if msg.get("errors"):
-                    meta = self.state.get("meta") or {}
-                    self.state = apply_errors(self.state, msg["errors"], int(meta.get("errors_len") or 50))
+                self.state = apply_view_patch(self.state, msg.get("patch"), msg.get("append"),
+                                              msg.get("errors"))
                 self.seq = msg.get("seq")
             case "meta":
                 self.meta = msg

@@ -11,9 +11,14 @@ list (a series point with an unknown value) is kept as it is.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["Canonical", "apply_append", "apply_errors", "canonical", "diff", "merge_patch"]
+__all__ = ["DEFAULT_ERRORS_LEN", "DEFAULT_SERIES_LEN", "Canonical", "apply_append", "apply_errors",
+           "apply_view_patch", "canonical", "diff", "merge_patch", "meta_len"]
+
+#: ``meta.series_len`` / ``meta.errors_len`` when a view does not say (docs/view.md)
+DEFAULT_SERIES_LEN: Final = 900
+DEFAULT_ERRORS_LEN: Final = 50
 
 
 class Canonical(dict[str, Any]):
@@ -94,4 +99,33 @@ def apply_errors(state: dict[str, Any], entries: list[Any], max_len: int) -> dic
     errors["errors"] = (list(entries) + (old if isinstance(old, list) else []))[:max_len]
     new = dict(state)
     new["errors"] = errors
+    return new
+
+
+def meta_len(state: Any, key: str, default: int) -> int:
+    """``state.meta.<key>`` when it is a positive int, else ``default``."""
+    meta = state.get("meta") if isinstance(state, dict) else None
+    n = meta.get(key) if isinstance(meta, dict) else None
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else default
+
+
+def apply_view_patch(state: dict[str, Any], patch: Any, append: dict[str, Any] | None = None,
+                     errors: list[Any] | None = None) -> dict[str, Any]:
+    """One tick's change applied to a view (docs/view.md "Applying a patch"): the merge patch, then the
+    series points (keeping ``meta.series_len``), then the new feed entries (keeping ``meta.errors_len``).
+
+    Returns the new view; ``state`` is not mutated, and lists it shares with the result are never
+    changed in place (a store may hand the old view to readers while the new one is built)."""
+    merged = merge_patch(state, patch if isinstance(patch, dict) else {})
+    new: dict[str, Any] = merged if isinstance(merged, dict) else {}
+    if append:
+        old = new.get("series")
+        series: dict[str, Any] = dict(old) if isinstance(old, dict) else {}
+        for name in append:
+            if isinstance(series.get(name), list):
+                series[name] = list(series[name])
+        apply_append(series, append, meta_len(new, "series_len", DEFAULT_SERIES_LEN))
+        new["series"] = series
+    if errors:
+        new = apply_errors(new, errors, meta_len(new, "errors_len", DEFAULT_ERRORS_LEN))
     return new

@@ -221,17 +221,26 @@ async def test_bad_input_from_mosquitto_pub_is_quarantined_and_counted(
 
 async def test_mosquitto_sub_shows_the_stream_as_readable_json(
         mosquitto: Mosquitto, aggregator: AggregatorService) -> None:
-    sub = subprocess.Popen(["mosquitto_sub", "-h", mosquitto.host, "-p", str(mosquitto.port), "-v",
-                            "-t", "$ops/#", "-C", "12", "-W", str(int(scaled(15)))],
-                           stdout=subprocess.PIPE, text=True)
-    await asyncio.sleep(0.3)
+    # A retained marker comes first once mosquitto_sub is subscribed: the one-shot event below is
+    # published only then (waiting for the condition, not a fixed time).
+    marker = "$ops/v1/test/subscribed"
+    mosquitto_pub(mosquitto, marker, b'{"ready": true}', "-r")
+    sub = await asyncio.create_subprocess_exec(
+        "mosquitto_sub", "-h", mosquitto.host, "-p", str(mosquitto.port), "-v", "-t", "$ops/#",
+        "-C", "13", "-W", str(int(scaled(15))), stdout=asyncio.subprocess.PIPE)
+    assert sub.stdout is not None
+    async with asyncio.timeout(scaled(10)):
+        first = (await sub.stdout.readline()).decode()
+    assert first.startswith(marker), first
     rep = Reporter("ingest", "visible", mqtt_url=mosquitto.url, interval_s=0.3)
     await rep.start()
     rep.inc("messages_received", 3)
     rep.event("parse_error", "Invalid JSON from dev-042")
-    out, _ = await asyncio.to_thread(sub.communicate)
+    out, _ = await sub.communicate()
     await rep.stop()
-    lines = out.strip().splitlines()
+    subprocess.run(["mosquitto_pub", "-h", mosquitto.host, "-p", str(mosquitto.port), "-t", marker, "-r", "-n"],
+                   check=True, timeout=10)  # clear the retained marker
+    lines = out.decode().strip().splitlines()
     assert len(lines) == 12
     seen = set()
     for line in lines:

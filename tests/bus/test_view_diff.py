@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -141,3 +142,20 @@ def test_one_new_error_costs_one_entry_not_the_whole_feed() -> None:
             assert len(out.errors) == 1
             assert len(encode(out.patch)) < 600
     assert len(out.view["errors"]["errors"]) == 50
+
+
+def test_apply_view_patch_is_the_documented_order_and_never_mutates_the_old_view() -> None:
+    from telemetry_bus.view_diff import apply_view_patch
+
+    old = {"meta": {"seq": 1, "series_len": 3, "errors_len": 2}, "series": {"a": [[1.0, 1.0], [2.0, 2.0]]},
+           "errors": {"errors": [{"id": 1}], "counts": {"x_1h": 1}}, "gone": {"k": 1}}
+    frozen = json.dumps(old)
+    new = apply_view_patch(old, {"meta": {"seq": 2}, "gone": None, "errors": {"counts": {"x_1h": 2}}},
+                           {"a": [3.0, 3.0], "b": [3.0, None]}, [{"id": 3}, {"id": 2}])
+    assert json.dumps(old) == frozen  # readers of the old view see it unchanged
+    assert new == {"meta": {"seq": 2, "series_len": 3, "errors_len": 2},
+                   "series": {"a": [[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]], "b": [[3.0, None]]},
+                   "errors": {"errors": [{"id": 3}, {"id": 2}], "counts": {"x_1h": 2}}}
+    more = apply_view_patch(new, {}, {"a": [4.0, 4.0]})
+    assert more["series"]["a"] == [[2.0, 2.0], [3.0, 3.0], [4.0, 4.0]]  # meta.series_len kept
+    assert new["series"]["a"][-1] == [3.0, 3.0]

@@ -6,7 +6,9 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from telemetry_bus.view_diff import apply_append, apply_errors, merge_patch
 from tests.support.servers import scaled
@@ -19,6 +21,16 @@ async def recv(ws: ClientConnection, kind: str | None = None, timeout: float = 5
             msg: dict[str, Any] = json.loads(await ws.recv())
             if kind is None or msg["type"] == kind:
                 return msg
+
+
+async def close_code(ws: ClientConnection) -> int:
+    """Read until the server closes the connection; its close code (10 s at most, scaled)."""
+    with pytest.raises(ConnectionClosed) as err:
+        async with asyncio.timeout(scaled(10)):
+            while True:
+                await ws.recv()
+    assert err.value.rcvd is not None
+    return int(err.value.rcvd.code)
 
 
 class Mirror:

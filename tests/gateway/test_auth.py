@@ -20,14 +20,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 
 from gateway.auth import Authenticator, AuthError, JwksCache, Principal
 from tests.conftest import eventually
-from tests.gateway.client import recv
+from tests.gateway.client import close_code, recv
 from tests.gateway.conftest import GatewayFactory, published
 from tests.gateway.sim import Publisher, ViewSim
-from tests.support.servers import scaled
 
 ISSUER = "http://kc.test/realms/iot"
 AUDIENCE = "opsdash-gateway"
@@ -260,15 +259,6 @@ def test_misconfigurations_refuse_to_start() -> None:
 
 
 # -- through the gateway: HTTP statuses and close codes ---------------------------------------------
-
-async def close_code(ws: Any) -> int:
-    with pytest.raises(ConnectionClosed) as err:
-        async with asyncio.timeout(scaled(10)):
-            while True:
-                await ws.recv()
-    assert err.value.rcvd is not None
-    return int(err.value.rcvd.code)
-
 
 async def test_token_mode_over_rest_and_websocket(make_gateway: GatewayFactory, publisher: Publisher) -> None:
     gw = await make_gateway(auth="token", tokens=["s3cret"], display_tokens=["wall"], auth_timeout_s=0.5)

@@ -15,11 +15,11 @@ from websockets.asyncio.client import connect
 from gateway.server import REFUSAL_REASONS, Gateway
 from opsdash.wiring import _report_gateway
 from tests.conftest import eventually
-from tests.gateway.client import recv
+from tests.gateway.client import close_code, recv
 from tests.gateway.conftest import GatewayFactory, published
 from tests.gateway.sim import Publisher, ViewSim
 from tests.gateway.test_http import raw_request, status_of
-from tests.gateway.test_live import close_code, ws_url
+from tests.gateway.test_live import ws_url
 
 DEEP = "[" * 1000 + "]" * 1000  # 2 KB: under the 4 KB message limit
 

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 
 from tests.conftest import eventually
-from tests.gateway.client import Mirror, recv
+from tests.gateway.client import Mirror, close_code, recv
 from tests.gateway.conftest import GatewayFactory, published
 from tests.gateway.sim import Publisher, ViewSim
-from tests.support.servers import Mosquitto, scaled
+from tests.support.servers import Mosquitto
 
 
 def ws_url(gw, query: str = "") -> str:  # type: ignore[no-untyped-def]
@@ -166,15 +165,6 @@ async def test_same_host_origin_is_the_default(make_gateway: GatewayFactory) -> 
         async with connect(ws_url(gw), origin="http://127.0.0.1:1"):  # type: ignore[arg-type]
             pass
     assert err.value.response.status_code == 403
-
-
-async def close_code(ws) -> int:  # type: ignore[no-untyped-def]
-    with pytest.raises(ConnectionClosed) as err:
-        async with asyncio.timeout(scaled(10)):
-            while True:
-                await ws.recv()
-    assert err.value.rcvd is not None
-    return int(err.value.rcvd.code)
 
 
 async def test_too_big_message_closes_1009(make_gateway: GatewayFactory) -> None:
