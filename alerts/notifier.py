@@ -543,8 +543,13 @@ class Notifier:
                 rep.inc(f"notifications_{k}", total - before)
                 reported[k] = total
             rep.set_gauge("notifications_queued", sum(q.qsize() for q in self.queues.values()))
-            down = [rid for rid, s in self.stats.items() if s.down_since is not None]
+            down = [r.url for r, s in zip(self.receivers, self.stats.values(), strict=True)
+                    if s.down_since is not None]
             rep.set_gauge("receivers_down", len(down))
+            if down:
+                rep.set_health("degraded", f"receiver(s) not answering: {', '.join(down)[:200]}")
+            else:
+                rep.set_health("ok")
 
     async def run(self) -> None:
         import httpx

@@ -4,6 +4,7 @@
     opsdash probes       run the active checks and publish their results
     opsdash gateway      serve the view: WebSocket, REST, frontend
     opsdash recorder     write what the bus carries into the history database (OPSDASH_HISTORY_URL)
+    opsdash notifier     send alert notifications (webhooks, Alertmanager); view_stale
     opsdash up           all of them in one process (the recorder when history is on)
     opsdash demo         up + a simulated platform (private broker/database when none is configured)
     opsdash watch URL    terminal client of a gateway (wall screen without a browser)
@@ -36,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("probes", help="run the active checks and publish their results")
     sub.add_parser("gateway", help="serve the view over WebSocket and REST, and the frontend")
     sub.add_parser("recorder", help="write the bus into the history database (needs OPSDASH_HISTORY_URL)")
+    sub.add_parser("notifier", help="send alert notifications to webhooks and Alertmanager")
     sub.add_parser("up", help="aggregator + probes + gateway (+ recorder with history on) in one process")
     demo = sub.add_parser(
         "demo", help="up + a simulated platform, with private servers if needed",
@@ -53,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
                                         "/healthz (and its broker connection), the aggregator's view "
                                         "patches on the bus, the probes' heartbeat on the bus. Exit 0 "
                                         "when healthy, 1 when not; one line says why.")
-    health.add_argument("part", choices=["gateway", "aggregator", "probes", "recorder"])
+    health.add_argument("part", choices=["gateway", "aggregator", "probes", "recorder", "notifier"])
     health.add_argument("--url", help="gateway base URL (default: from gateway.listen)")
     health.add_argument("--instance", help="instance id (default: aggregator.id, or the host name)")
     health.add_argument("--timeout", type=float, help="seconds to wait (default: 3 intervals + 2)")
@@ -132,10 +134,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"opsdash recorder: {HISTORY_OFF}", file=sys.stderr)
                     return 2
                 asyncio.run(run_recorder(config))
+            case "notifier":
+                from opsdash.wiring import run_notifier
+                asyncio.run(run_notifier(config))
             case "up":
                 from history.recorder import HISTORY_OFF
-                from opsdash.wiring import run_aggregator, run_gateway, run_probes, run_recorder
+                from opsdash.wiring import run_aggregator, run_gateway, run_notifier, run_probes, run_recorder
                 parts = [run_aggregator, run_probes, run_gateway]
+                if config.alerts.notifier:
+                    parts.append(run_notifier)
                 if config.history.enabled:
                     parts.append(run_recorder)
                 else:

@@ -301,6 +301,9 @@ class Demo:
             cfg = msgspec.structs.replace(cfg, probes=msgspec.structs.replace(
                 cfg.probes, platform=msgspec.structs.replace(cfg.probes.platform, period_s=10.0)))
 
+        # 3b. alerts: a webhook receiver stand-in that logs what it gets, and rules for the scenario
+        cfg = await self._alerts(cfg)
+
         # 4. where the dashboard is served
         from gateway.config import parse_listen
 
@@ -316,11 +319,36 @@ class Demo:
         self.host, self.port = host, port
         self.config = cfg
 
+    async def _alerts(self, cfg: Config) -> Config:
+        from alerts.config import RuleConfig
+        from alerts.receiver import WebhookReceiver
+
+        acfg = cfg.alerts
+        if not acfg.webhook_urls and not acfg.alertmanager_urls:
+            hook = WebhookReceiver()
+            await hook.start()
+            self.standins.append(hook)
+            acfg = msgspec.structs.replace(acfg, webhook_urls=[hook.url])
+            self.say(f"alerts: notifications go to a webhook stand-in on {hook.url} (its log shows them; "
+                     "set OPSDASH_ALERTS__WEBHOOK_URLS or OPSDASH_ALERTS__ALERTMANAGER_URLS for real ones)")
+        if not self._configured("alerts", "rules"):
+            # The scenario's backlog and killed instance fire and resolve within the first minutes
+            # (the built-ins wait longer: component_degraded needs 120 s).
+            acfg = msgspec.structs.replace(acfg, rules=[
+                RuleConfig(name="instance_down", metric="services.*.instances.*.status", op="==",
+                           value="down", for_s=5, keep_firing_s=15, severity="critical",
+                           summary="{service}/{instance} is down{reason_suffix}"),
+                RuleConfig(name="delivery_backlog", metric="gauge:delivery:pending_jobs", op=">",
+                           value=60, for_s=10, keep_firing_s=20, severity="warning",
+                           summary="delivery backlog: {value} webhook jobs pending"),
+            ])
+        return msgspec.structs.replace(cfg, alerts=acfg)
+
     async def _serve(self) -> None:
         if self.stop.is_set():  # stopped while starting
             return
         from opsdash.simulator import Simulator
-        from opsdash.wiring import run_aggregator, run_gateway, run_probes
+        from opsdash.wiring import run_aggregator, run_gateway, run_notifier, run_probes
 
         cfg = self.config
         # the simulated past first (the aggregator backfills its series from it at start)
@@ -331,6 +359,7 @@ class Demo:
             ("aggregator", lambda: run_aggregator(cfg)),
             ("probes", lambda: run_probes(cfg)),
             ("gateway", lambda: run_gateway(cfg)),
+            ("notifier", lambda: run_notifier(cfg)),
             ("platform database", self.platform.run),
         ]
         if cfg.history.enabled:
@@ -342,7 +371,8 @@ class Demo:
             parts.append(("simulator", sim.run))
         tasks: dict[asyncio.Future[Any], str] = {asyncio.create_task(fn(), name=name): name
                                                 for name, fn in parts}
-        self.say("started: aggregator, probes, gateway" + (", recorder" if cfg.history.enabled else "")
+        recorder = ", recorder" if cfg.history.enabled else ""
+        self.say(f"started: aggregator, probes, gateway, notifier{recorder}"
                  + (f", simulator ({', '.join(f'{k} x{v}' for k, v in self.sim_settings.instances.items())})"
                     if not self.args.no_simulator else ""))
         stopper = asyncio.create_task(self.stop.wait())

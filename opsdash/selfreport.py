@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from opsdash.config import Config
     from telemetry_bus.reporter import Reporter
 
-Part = Literal["aggregator", "probes", "gateway", "recorder"]
-PARTS: Final[tuple[Part, ...]] = ("aggregator", "probes", "gateway", "recorder")
+Part = Literal["aggregator", "probes", "gateway", "recorder", "notifier"]
+PARTS: Final[tuple[Part, ...]] = ("aggregator", "probes", "gateway", "recorder", "notifier")
 
 
 def service_name(part: str) -> str:

@@ -7,6 +7,7 @@ import { getStoredToken, getToken, initOidc, logout, oidcConfigured, oidcLogin, 
 import { LiveClient, liveUrl } from "../api/live";
 import { fetchAuthInfo } from "../api/system";
 import type { AuthInfo } from "../api/types";
+import { AlertBanner } from "../features/alerts/AlertBanner";
 import { Header } from "../features/operator/components/Header";
 import { LoginForm } from "../features/operator/components/LoginForm";
 import { STATUS_ICON } from "../features/operator/components/StatusBadge";
@@ -128,6 +129,7 @@ export function App() {
         <a class="skip" href="#main">Skip to content</a>
         <Header live={live} now={now} wall={wall} title={title} controls={controls} />
         {!wall && <Nav path={loc.path} />}
+        <AlertBanner />
         {live.phase === "forbidden" && (
           <div class="banner bad" role="alert">⛔ This identity may not see the operator view (role “operator” required).</div>
         )}

@@ -8,6 +8,7 @@
  * stream); the shell asks the gateway for it with a new hello on the same connection.
  */
 import type { ComponentType } from "preact";
+import { AlertsPage } from "../features/alerts/AlertsPage";
 import { HistoryPage } from "../features/history/HistoryPage";
 import { Dashboard } from "../features/operator/Dashboard";
 import { placeholder } from "./Placeholder";
@@ -30,7 +31,7 @@ export const routes: RouteDef[] = [
   { path: "/history", title: "History", nav: "History", component: HistoryPage },
   { path: "/logs", title: "Logs", nav: "Logs", component: placeholder("Log search and live tail") },
   { path: "/graph", title: "Dependency graph", nav: "Graph", component: placeholder("The dependency graph") },
-  { path: "/alerts", title: "Alerts", nav: "Alerts", component: placeholder("The alerts page") },
+  { path: "/alerts", title: "Alerts", nav: "Alerts", component: AlertsPage },
   {
     path: "/component/:name",
     title: (p) => p.name ?? "Component",

@@ -13,6 +13,7 @@ import {
   sourceAgeS,
 } from "../../../state/live/selectors";
 import { fmtAge, fmtCount, fmtDecimal, fmtMs, fmtUsedOf } from "../../../utils/format";
+import { AlertMark } from "../../alerts/AlertMark";
 import { Figure } from "./Figure";
 import { StatusBadge } from "./StatusBadge";
 
@@ -76,6 +77,7 @@ export function OtherComponents({ view }: { view: View | null }) {
           <li class={`ocomp st-${status}`} data-testid={`comp-${id}`} data-status={status} key={id}
               title={c?.reason ?? undefined}>
             <a class="ocomp-name" href={`/component/${encodeURIComponent(id)}`}>{id}</a>
+            <AlertMark view={view} id={id} />
             <StatusBadge status={status} />
             {inst && inst.total !== null && <span class="ocomp-inst">{`${inst.healthy ?? "?"}/${inst.total}`}</span>}
             {status !== "healthy" && c?.reason && <span class="ocomp-reason">{c.reason}</span>}
@@ -116,6 +118,7 @@ export function ServiceHealthGrid({ live, now }: { live: LiveState; now: number 
           >
             <header>
               <h3 class="comp-name"><a href={`/component/${id}`}>{label}</a></h3>
+              <AlertMark view={view} id={id} />
               <StatusBadge status={status} />
             </header>
             <div class="hcard-fig">
