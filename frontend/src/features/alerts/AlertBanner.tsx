@@ -13,14 +13,14 @@ export function AlertBanner() {
   const firing = sortAlerts(section(view).firing);
   const nowS = now / 1000;
   const worst = worstSeverity(firing) ?? "warning";
-  const icon = worst === "critical" ? "⛔" : "⚠";
+  const icon = worst === "critical" ? "✖" : "▲";
   if (wall) {
     return (
       <section class={`alert-wall sev-${worst}`} data-testid="alert-wall" aria-label="Firing alerts" role="alert">
         <ul>
           {firing.slice(0, 6).map((a) => (
             <li key={a.fingerprint} class={`sev-${a.labels?.severity ?? "warning"}`} data-testid="alert-wall-item">
-              <span class="aw-icon" aria-hidden="true">{a.labels?.severity === "critical" ? "⛔" : "⚠"}</span>
+              <span class="aw-icon" aria-hidden="true">{a.labels?.severity === "critical" ? "✖" : "▲"}</span>
               <span class="aw-summary">{a.annotations?.summary || a.labels?.alertname}</span>
               <span class="aw-for">for {fmtDuration(nowS - (a.fired_at ?? a.starts_at))}</span>
             </li>

@@ -10,7 +10,7 @@ export function AlertMark({ view, id }: { view: View | null; id: string }) {
   return (
     <a class={`alert-mark sev-${worst}`} href={`/alerts?subject=${encodeURIComponent(id)}`} title={title}
        data-testid={`alert-mark-${id}`} aria-label={`${list.length} ${worst} alert${list.length === 1 ? "" : "s"} firing on ${id}`}>
-      {worst === "critical" ? "⛔" : "⚠"} {list.length}
+      {worst === "critical" ? "✖" : "▲"} {list.length}
     </a>
   );
 }

@@ -36,7 +36,7 @@ function AlertRow({ a, now, actions, write, busy }: {
         <div class="al-summary">{a.annotations?.summary}</div>
         <div class="al-flags">
           {a.acked_by && <span class="flag" data-testid="acked">✔ acked by {a.acked_by}{a.acked_at ? ` at ${fmtClock(a.acked_at)}` : ""}</span>}
-          {quiet && <span class="flag" data-testid="quiet">🔕 {quiet}{typeof a.silenced_until === "number" && quiet === "silenced" ? ` until ${fmtClock(a.silenced_until)}` : ""}</span>}
+          {quiet && <span class="flag" data-testid="quiet">◌ {quiet}{typeof a.silenced_until === "number" && quiet === "silenced" ? ` until ${fmtClock(a.silenced_until)}` : ""}</span>}
         </div>
       </td>
       <td title={`since ${fmtClock(a.starts_at)}`}>{fmtClock(a.status === "resolved" ? a.starts_at : since)}</td>
