@@ -24,7 +24,7 @@ from tests.support.servers import ROOT
 
 HERE = Path(__file__).parent
 COMPOSE = ROOT / "docker-compose.yml"
-OPSDASH_PARTS = {"aggregator": "aggregator", "probes": "probes", "gateway": "gateway"}
+OPSDASH_PARTS = {"aggregator": "aggregator", "probes": "probes", "gateway": "gateway", "notifier": "notifier"}
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
 

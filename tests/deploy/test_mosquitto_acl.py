@@ -29,6 +29,7 @@ PASSWORDS = {
     "MQTT_PASSWORD_PROBES": ("opsdash-probes", "probe-secret"),
     "MQTT_PASSWORD_GATEWAY": ("opsdash-gateway", "gw-secret"),
     "MQTT_PASSWORD_ADMIN": ("opsdash-admin", "admin-secret"),
+    "MQTT_PASSWORD_NOTIFIER": ("opsdash-notifier", "notifier-secret"),
     "MQTT_PASSWORD_INGEST": ("ingest", "ingest-secret"),
     "MQTT_PASSWORD_DELIVERY": ("delivery", "delivery-secret"),
 }
@@ -190,3 +191,26 @@ async def test_probes_write_probe_results_and_read_sys(acl_broker: Mosquitto, ct
     # it reads its canary echo back, but not the services' metrics or its own probe results
     assert [t for t in await probes.until(canary) if t.startswith("$ops")] == [canary]
     await probes.until("$SYS/broker/uptime")  # $SYS is published every sys_interval (2 s)
+
+
+async def test_alerts_topics_aggregator_gateway_and_notifier(acl_broker: Mosquitto, ctx) -> None:  # type: ignore[no-untyped-def]
+    """Alerts (docs/alerts.md): the aggregator writes alerts and alertstate, gateways only acks and
+    silences, the notifier alerts (view_stale) and its markers; a platform service none of it."""
+    notifier = await watch(*ctx, acl_broker, "opsdash-notifier",
+                           ["$ops/v1/alerts/#", "$ops/v1/alertstate/notified/#", "$ops/v1/view/#"])
+    admin = await watch(*ctx, acl_broker, "opsdash-admin", ["$ops/#"])
+    await publish_all(acl_broker, "ingest", ["$ops/v1/alerts/f0", "$ops/v1/alertstate/ack/f0"])  # denied
+    await publish_all(acl_broker, "opsdash-gateway", [
+        "$ops/v1/alerts/f1",                   # denied: gateways do not raise alerts
+        "$ops/v1/alertstate/notified/f1",      # denied
+        "$ops/v1/alertstate/ack/f1", "$ops/v1/alertstate/silence/s1"])
+    await publish_all(acl_broker, "opsdash-aggregator", ["$ops/v1/alerts/f2", "$ops/v1/alertstate/recent"])
+    await publish_all(acl_broker, "opsdash-notifier", [
+        "$ops/v1/view/patch",                  # denied: reads the view only
+        "$ops/v1/alertstate/ack/f3",           # denied
+        "$ops/v1/alerts/f3", "$ops/v1/alertstate/notified/f3"])
+    assert await notifier.until("$ops/v1/alertstate/notified/f3") == [
+        "$ops/v1/alerts/f2", "$ops/v1/alerts/f3", "$ops/v1/alertstate/notified/f3"]
+    assert await admin.until("$ops/v1/alertstate/notified/f3") == [
+        "$ops/v1/alertstate/ack/f1", "$ops/v1/alertstate/silence/s1", "$ops/v1/alerts/f2",
+        "$ops/v1/alertstate/recent", "$ops/v1/alerts/f3", "$ops/v1/alertstate/notified/f3"]
