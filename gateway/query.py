@@ -20,7 +20,6 @@ the declared range. No silent fallback: what a client sends is either understood
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import re
 import types
@@ -33,8 +32,11 @@ import msgspec
 
 __all__ = ["MAX_PARAMS", "QueryError", "Time", "parse_query", "parse_time"]
 
-#: Unix seconds; in a query: Unix seconds, ISO 8601 with a zone (or a date, read as UTC midnight),
-#: ``now``, or relative to now ``-30s``, ``-15m``, ``-6h``, ``-7d``, ``-2w``.
+#: Unix seconds; in a query: Unix seconds, an RFC 3339 date-time (ISO 8601 with seconds and a zone:
+#: ``2026-11-30T08:00:00Z``, ``...T09:00:00.5+01:00``) or full date (UTC midnight), ``now``, or
+#: relative to now ``-30s``, ``-15m``, ``-6h``, ``-7d``, ``-2w``. Exactly what the OpenAPI document's
+#: ``Time`` schema says (its ``format: date-time`` / ``date`` are RFC 3339's), so a generated valid
+#: value is always accepted.
 Time = NewType("Time", float)
 
 MAX_PARAMS: Final = 32
@@ -44,9 +46,9 @@ _FLOAT: Final = re.compile(r"-?(0|[1-9][0-9]{0,17})(\.[0-9]{1,17})?")
 _UNIX: Final = re.compile(r"(0|[1-9][0-9]{0,11})(\.[0-9]{1,9})?")
 _RELATIVE: Final = re.compile(r"-([0-9]{1,9})([smhdw])")
 _UNIT_S: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-# ISO 8601 as fromisoformat reads it, but only the forms we document (no week dates, no ordinals).
-_ISO: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
-                         r"(Z|[+-][0-9]{2}:?[0-9]{2})?)?")
+# RFC 3339 full-date, or date-time (any fraction digits, T/Z in either case, numeric offset).
+_RFC3339: Final = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})(?:[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})"
+                             r"(\.[0-9]{1,30})?(?:([Zz])|([+-])([0-9]{2}):([0-9]{2})))?")
 
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -77,18 +79,41 @@ def parse_time(value: str, now: float) -> float:
         return now - int(m.group(1)) * _UNIT_S[m.group(2)]
     if _UNIX.fullmatch(value):
         return float(value)
-    if _ISO.fullmatch(value):
-        try:
-            t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise ValueError(f"not a valid date or time: {exc}") from None
-        if len(value) == 10:  # a date alone: midnight UTC
-            t = t.replace(tzinfo=dt.UTC)
-        elif t.tzinfo is None:
-            raise ValueError(f"ISO 8601 time {value!r:.60} needs a zone (Z or +hh:mm)")
-        return t.timestamp()
-    raise ValueError(f"expected Unix seconds, ISO 8601 (2026-11-30T08:00:00Z), 'now' or a relative "
-                     f"time like -15m, -6h, -7d; got {value!r:.60}")
+    m = _RFC3339.fullmatch(value)
+    if m:
+        return _rfc3339(m)
+    raise ValueError(f"expected Unix seconds, an RFC 3339 time (2026-11-30T08:00:00Z) or date, 'now' "
+                     f"or a relative time like -15m, -6h, -7d; got {value!r:.60}")
+
+
+def _days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm; any year)."""
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+
+
+def _rfc3339(m: re.Match[str]) -> float:
+    y, mo, d = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+    days_in = (31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+    if not 1 <= mo <= 12 or not 1 <= d <= days_in[mo - 1]:
+        raise ValueError(f"not a valid date: {m.group(0)[:10]!r}")
+    t = _days_from_civil(y, mo, d) * 86400.0
+    if m.group(4) is None:
+        return t  # a date alone: midnight UTC
+    hh, mi, ss = int(m.group(4)), int(m.group(5)), int(m.group(6))
+    if hh > 23 or mi > 59 or ss > 60:  # 60: a leap second (RFC 3339 5.7)
+        raise ValueError(f"not a valid time of day: {m.group(0)[11:19]!r}")
+    t += hh * 3600 + mi * 60 + ss + (float("0" + m.group(7)) if m.group(7) else 0.0)
+    if m.group(9) is not None:
+        oh, om = int(m.group(10)), int(m.group(11))
+        if oh > 23 or om > 59:
+            raise ValueError(f"not a valid UTC offset: {m.group(0)[-6:]!r}")
+        t -= (1 if m.group(9) == "+" else -1) * (oh * 3600 + om * 60)
+    return t
 
 
 def _scalar(tp: Any) -> Callable[[str, float], Any]:

@@ -57,6 +57,7 @@ from gateway.config import GatewayConfig, parse_listen
 from gateway.endpoints import INSTALLERS
 from gateway.errors import ProtocolError, decode_json
 from gateway.httpserver import BodyConnection, BodyRequest, accepts_gzip, none_match
+from gateway.openapi import served_document
 from gateway.query import QueryError, Time, parse_query
 from gateway.rest import (
     SEED_SECTIONS,
@@ -826,7 +827,7 @@ class Gateway:
 
     def _get_openapi(self, req: HttpRequest) -> Reply:
         if self._openapi is None:
-            self._openapi = OPENAPI_PATH.read_bytes()
+            self._openapi = served_document(OPENAPI_PATH.read_bytes())
         return Reply(200, self._openapi, cache="no-cache", etag=f"openapi-{len(self._openapi):x}-"
                      f"{zlib.crc32(self._openapi):08x}")
 

@@ -22,11 +22,12 @@ GatewayFactory = Callable[..., Awaitable[Gateway]]
 async def make_gateway(mosquitto: Mosquitto, tmp_path: Any) -> AsyncIterator[GatewayFactory]:
     started: list[Gateway] = []
 
-    async def factory(**overrides: Any) -> Gateway:
+    async def factory(*, wall_clock: Callable[[], float] | None = None, **overrides: Any) -> Gateway:
         cfg = GatewayConfig(**{"listen": "127.0.0.1:0", "id": f"gw-{len(started)}",
                                "static_dir": str(tmp_path / "dist"), "backoff_max_s": 0.5,
                                **overrides})
-        gw = Gateway(cfg, MqttConfig(url=mosquitto.url))
+        gw = Gateway(cfg, MqttConfig(url=mosquitto.url),
+                     **({"wall_clock": wall_clock} if wall_clock is not None else {}))
         await gw.start()
         started.append(gw)
         return gw

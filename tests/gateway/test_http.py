@@ -233,3 +233,28 @@ async def test_bad_percent_encoding_is_a_400(make_gateway: GatewayFactory, publi
     await published(gw, publisher, ViewSim(seed=1))
     data = await raw_request(gw.port, f"GET {path} HTTP/1.1\nHost: 127.0.0.1\n")
     assert status_of(data) == 400
+
+
+async def test_served_document_says_what_the_pipeline_answers(make_gateway: GatewayFactory) -> None:
+    gw = await make_gateway()
+    async with httpx.AsyncClient(base_url=gw.url) as http:
+        r = await http.get("/openapi.json")
+        doc = r.json()
+        assert (await http.get("/openapi.json", headers={"If-None-Match": r.headers["etag"]})).status_code == 304
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            rs = op["responses"]
+            for status in ("400", "405", "421", "429"):
+                assert status in rs, (method, path, status)
+            assert rs["429"] == {"$ref": "#/components/responses/TooManyRequests"}
+            if op.get("security") != []:
+                assert "401" in rs and "403" in rs, (method, path)
+    assert "426" in doc["paths"]["/operator/system/live"]["get"]["responses"]
+    assert "Retry-After" in doc["components"]["responses"]["TooManyRequests"]["headers"]
+    assert "Allow" in doc["components"]["responses"]["MethodNotAllowed"]["headers"]
+    series = doc["paths"]["/operator/system/series"]["get"]
+    assert "ETag" in series["responses"]["200"]["headers"] and "304" in series["responses"]
+    names = next(p for p in series["parameters"] if p["name"] == "names")
+    assert names["schema"]["items"]["enum"] and names["explode"] is False

@@ -54,8 +54,12 @@ def test_good_queries() -> None:
     ("ratio=1_0.5", "ratio", "decimal"),
     ("since=1_000", "since", "Unix seconds"),
     ("since=yesterday", "since", "Unix seconds"),
-    ("since=2026-11-30T07:00:00", "since", "zone"),
-    ("since=2026-13-30T07:00:00Z", "since", "date"),
+    ("since=2026-11-30T07:00:00", "since", "RFC 3339"),
+    ("since=2026-11-30T07:00Z", "since", "RFC 3339"),
+    ("since=2026-13-30T07:00:00Z", "since", "valid date"),
+    ("since=2025-02-29T07:00:00Z", "since", "valid date"),
+    ("since=2026-11-30T24:00:00Z", "since", "time of day"),
+    ("since=2026-11-30T07:00:00%2B24:00", "since", "offset"),
     ("since=-15y", "since", "relative"),
     ("names=", "names", "empty"),
     ("names=,", "names", "empty"),
@@ -84,6 +88,15 @@ def test_parse_time() -> None:
     assert parse_time("-30s", NOW) == NOW - 30
     assert parse_time("2026-11-30", NOW) == NOW - 8 * 3600  # a date alone: midnight UTC
     assert parse_time("2026-11-30T08:00:00.5+00:00", NOW) == NOW + 0.5
+    assert parse_time("2026-11-30t03:30:00.25-04:30", NOW) == NOW + 0.25
+    assert parse_time("2024-02-29T00:00:00z", NOW) == 1_709_164_800.0
+    assert parse_time("1970-01-01", NOW) == 0.0 and parse_time("1969-12-31", NOW) == -86400.0
+    assert parse_time("2016-12-31T23:59:60Z", NOW) == 1_483_228_800.0  # a leap second
+    import datetime as dt
+    for y in (1, 1600, 1900, 2000, 2100, 9999):  # against the standard library's calendar
+        for mo, d in ((1, 1), (2, 28), (3, 1), (12, 31)):
+            want = dt.datetime(y, mo, d, tzinfo=dt.UTC).timestamp()
+            assert parse_time(f"{y:04d}-{mo:02d}-{d:02d}T00:00:00Z", NOW) == want
     for bad in ("", " now", "-5", "1e9", "-1.5h", "2026-11-30T08:00Zjunk", "NaN"):
         with pytest.raises(ValueError):
             parse_time(bad, NOW)
