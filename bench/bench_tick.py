@@ -22,16 +22,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from opsdash.config import load_config
+from opsdash.wiring import build_aggregator
 from telemetry_bus.contract import encode
 from telemetry_bus.reporter import ReporterCore
-from telemetry_bus.service import AggregatorService
 
 SERVICES = ("ingest", "evaluator", "dispatcher", "delivery")
 
 
 def run(instances: int, seconds: int, incremental: bool) -> tuple[list[float], list[float], float]:
     cfg = load_config(env={"OPSDASH_AGGREGATOR__MAX_INSTANCES_PER_SERVICE": str(instances)})
-    fold = AggregatorService(cfg, clock=lambda: 1000.0).fold
+    fold = build_aggregator(cfg, clock=lambda: 1000.0).fold
     rng = random.Random(1)
     cores = [(SERVICES[i % 4], f"{SERVICES[i % 4]}-{i}", ReporterCore(f"b{i:08d}", 1.0, 1000.0))
              for i in range(instances)]
