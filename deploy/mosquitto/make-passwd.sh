@@ -9,6 +9,7 @@
 #   MQTT_PASSWORD_GATEWAY    -> opsdash-gateway        MQTT_PASSWORD_DISPATCHER -> dispatcher
 #   MQTT_PASSWORD_ADMIN      -> opsdash-admin          MQTT_PASSWORD_DELIVERY   -> delivery
 #   MQTT_PASSWORD_NOTIFIER   -> opsdash-notifier
+#   MQTT_PASSWORD_RECORDER   -> opsdash-recorder
 # plus MQTT_EXTRA_USERS="name:password name2:password2" for further platform services (each user may
 # write only $ops/v1/svc/<its name>/..., see the ACL file).
 # Used by the mosquitto container at start (entrypoint.sh) and by the ACL test.
@@ -24,6 +25,7 @@ add() {
 add opsdash-aggregator "${MQTT_PASSWORD_AGGREGATOR:-}"
 add opsdash-probes "${MQTT_PASSWORD_PROBES:-}"
 add opsdash-gateway "${MQTT_PASSWORD_GATEWAY:-}"
+add opsdash-recorder "${MQTT_PASSWORD_RECORDER:-}"
 add opsdash-admin "${MQTT_PASSWORD_ADMIN:-}"
 add opsdash-notifier "${MQTT_PASSWORD_NOTIFIER:-}"
 add ingest "${MQTT_PASSWORD_INGEST:-}"

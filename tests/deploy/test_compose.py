@@ -24,7 +24,8 @@ from tests.support.servers import ROOT
 
 HERE = Path(__file__).parent
 COMPOSE = ROOT / "docker-compose.yml"
-OPSDASH_PARTS = {"aggregator": "aggregator", "probes": "probes", "gateway": "gateway", "notifier": "notifier"}
+OPSDASH_PARTS = {"aggregator": "aggregator", "probes": "probes", "gateway": "gateway", "notifier": "notifier",
+                 "recorder": "recorder"}
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -143,6 +144,8 @@ def _expected(var: str, value: str) -> Any:
         return json.loads(value)
     if var == "OPSDASH_INTERVAL_S":
         return float(value)
+    if var not in ENV_ALIASES and re.fullmatch(r"-?[0-9]+", value):  # SECTION__KEY values read as TOML
+        return int(value)
     return value
 
 

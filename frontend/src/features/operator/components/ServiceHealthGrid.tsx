@@ -1,4 +1,5 @@
 import type { View } from "../../../api/types";
+import { recorderNote } from "../../history/recorderNote";
 import type { LiveState } from "../../../state/live/reducer";
 import {
   COMPONENTS,
@@ -81,6 +82,7 @@ export function OtherComponents({ view }: { view: View | null }) {
             <StatusBadge status={status} />
             {inst && inst.total !== null && <span class="ocomp-inst">{`${inst.healthy ?? "?"}/${inst.total}`}</span>}
             {status !== "healthy" && c?.reason && <span class="ocomp-reason">{c.reason}</span>}
+            {recorderNote(view, id) && <span class="ocomp-inst" data-testid="recorder-note">{recorderNote(view, id)}</span>}
           </li>
         );
       })}
