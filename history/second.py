@@ -25,7 +25,7 @@ from telemetry_bus.state import RATE_LAG_S
 if TYPE_CHECKING:
     from telemetry_bus.fold import Fold
 
-__all__ = ["CAPACITY_FIGURES", "VIEW_RATES", "WRITE_HIST", "second_record", "topic"]
+__all__ = ["CAPACITY_FIGURES", "VIEW_RATES", "WRITE_HIST", "record_second", "second_record", "topic"]
 
 #: The view's rate series (names of docs/view.md ``series``) and the config key naming their counter.
 VIEW_RATES: Final = (("ingest_rate", "ingest_rate"), ("alert_rate", "alert_rate"),
@@ -52,11 +52,18 @@ def _num(v: Any) -> float | None:
     return float(v)
 
 
+def record_second(now: float) -> int:
+    """The second a record made at ``now`` covers (rates lag ``RATE_LAG_S`` like the view's series)."""
+    return math.floor(now) - RATE_LAG_S
+
+
 def second_record(fold: Fold, view: dict[str, Any], now: float,
-                  feed: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The record of the last complete second (rates lag ``RATE_LAG_S`` like the view's series);
-    None for a second that began before the fold started (not watched: history keeps it a gap)."""
-    sec = math.floor(now) - RATE_LAG_S
+                  feed: list[dict[str, Any]], sec: int | None = None) -> dict[str, Any] | None:
+    """The record of second ``sec`` (default: the last complete one at ``now``; an earlier one when a
+    tick came late and seconds are caught up: the rings keep ``window_s`` seconds); None for a second
+    that began before the fold started (not watched: history keeps it a gap)."""
+    if sec is None:
+        sec = record_second(now)
     if sec < math.floor(fold.started_at):
         return None
     values: dict[str, float | None] = {}

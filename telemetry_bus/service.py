@@ -214,25 +214,31 @@ class AggregatorService:
 
     async def _publish_second(self, out: TickOutput, full: bool) -> None:
         """The recorder's input: one record per regular tick (feed entries of early ticks kept for it)."""
-        from history.second import second_record, topic
+        from history.second import record_second, second_record, topic
 
         self._feed_pending.extend(out.errors)
-        sec = math.floor(out.ts)
-        if not full or sec == self._second_sent:
+        last = record_second(out.ts)
+        if not full or last <= self._second_sent:
             return  # one record per second, however short the tick
-        self._second_sent = sec
-        feed, self._feed_pending = self._feed_pending[-500:], []
+        # a tick that came late (a busy machine) skipped seconds: record them too (the fold's rings
+        # still hold them), so history has every second the aggregator watched
+        first = max(last - 30, self._second_sent + 1) if self._second_sent else last
         client = self._client
         if client is None:
             return
-        record = second_record(self.fold, out.view, out.ts, feed)
-        if record is None:
-            self._feed_pending = feed  # kept for the first record
-            return
-        try:
-            await client.publish(topic(self.root), encode(record), qos=1)
-        except aiomqtt.MqttError as exc:
-            log.warning("aggregator: could not publish the history second (%s)", exc)
+        self._second_sent = last
+        for sec in range(first, last + 1):
+            feed = self._feed_pending[-500:] if sec == last else []
+            record = second_record(self.fold, out.view, out.ts, feed, sec)
+            if record is None:
+                continue
+            if sec == last:
+                self._feed_pending = []
+            try:
+                await client.publish(topic(self.root), encode(record), qos=1)
+            except aiomqtt.MqttError as exc:
+                log.warning("aggregator: could not publish the history second (%s)", exc)
+                return
 
     async def _publish(self, out: TickOutput) -> None:
         client = self._client

@@ -56,14 +56,17 @@ def _agg(url: str, dsn: str, log: Path) -> subprocess.Popen[bytes]:
 
 
 async def _snapshot(m: Mosquitto, after: float) -> dict:  # type: ignore[type-arg]
+    """The first snapshot of the new aggregator that holds the backfill (it follows the backfill)."""
     async with aiomqtt.Client(m.host, m.port) as c:
         await c.subscribe("$ops/v1/view/snapshot", qos=1)
-        async with asyncio.timeout(scaled(30)):
+        async with asyncio.timeout(scaled(40)):
             async for msg in c.messages:
                 snap = json.loads(msg.payload)  # type: ignore[arg-type]
-                if snap["ts"] > after and snap["state"]["meta"]["started_at"] > after - 1:
-                    return snap["state"]  # type: ignore[no-any-return]
-    raise AssertionError("no snapshot")
+                state = snap["state"]
+                if (snap["ts"] > after and state["meta"]["started_at"] > after - 1
+                        and any(v for _t, v in state["series"].get("ingest_rate", []) if _t < after - 5)):
+                    return state  # type: ignore[no-any-return]
+    raise AssertionError("no snapshot with the backfilled series")
 
 
 async def test_aggregator_kill_9_restart_backfills_series(mosquitto: Mosquitto, database_url: str,
