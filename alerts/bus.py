@@ -35,7 +35,24 @@ log = logging.getLogger("opsdash.alerts")
 
 SYNC_TIMEOUT_S: Final = 5.0
 _json = msgspec.json.Encoder()
-_decode = msgspec.json.Decoder()
+
+
+class _JsonDecoder:
+    """msgspec's JSON decoder, but deep nesting (msgspec raises RecursionError for ~1,000 nested
+    arrays) is a DecodeError like any other bad payload, so it is dropped, not fatal (issue 17)."""
+
+    def __init__(self) -> None:
+        self._inner = msgspec.json.Decoder()
+
+    def decode(self, data: bytes) -> Any:
+        try:
+            return self._inner.decode(data)
+        except RecursionError:
+            raise msgspec.DecodeError("JSON nested too deeply") from None
+
+
+json_decoder: Final = _JsonDecoder()
+_decode = json_decoder
 
 
 class alert_topics:

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
 
-from alerts.bus import Outgoing, alert_topics, changes_out
+from alerts.bus import Outgoing, alert_topics, changes_out, json_decoder
 from alerts.engine import Engine, compile_rules
 from alerts.payloads import alertmanager_alert, webhook_message
 
@@ -66,7 +66,7 @@ log = logging.getLogger("opsdash.notifier")
 
 Phase = Literal["firing", "resolved"]
 _enc = msgspec.json.Encoder()
-_dec = msgspec.json.Decoder()
+_dec = json_decoder  # deep nesting is a DecodeError too (issue 17)
 RECEIVER_NAME: Final = "opsdash"
 
 

@@ -1031,6 +1031,15 @@ class Gateway:
             return _error(426, "upgrade_required",
                           f"{LIVE_PATH} is a WebSocket: send Upgrade: websocket (docs/websocket.md)",
                           [("Upgrade", "websocket")])
+        try:  # the URL's parameters are refused before the upgrade, with a 400 naming the parameter
+            parse_sections(parse_query(urlsplit(request.path).query, LiveParams,
+                                       self.wall_clock()).sections)
+        except QueryError as exc:
+            self.counters.refuse("bad_query")
+            return _error(400, "bad_request", exc.message, parameter=exc.parameter)
+        except ProtocolError as exc:
+            self.counters.refuse("bad_query")
+            return _error(400, "bad_request", exc.message, parameter="sections")
         origin = request.headers.get("Origin")
         if origin is not None and not self._origin_allowed(origin, request.headers.get("Host")):
             self.counters.refuse("origin")

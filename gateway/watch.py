@@ -22,6 +22,7 @@ from rich.text import Text
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 
+from gateway.errors import ProtocolError, decode_json
 from telemetry_bus.view_diff import apply_view_patch
 
 __all__ = ["WatchModel", "live_url", "render", "run_watch"]
@@ -172,7 +173,7 @@ async def run_watch(url: str, token: str | None, console: Console | None = None,
                     delay = 0.5
                     last = 0.0
                     async for raw in ws:
-                        reply = model.feed(json.loads(raw))
+                        reply = model.feed(decode_json(raw))  # ProtocolError on garbage
                         if reply is not None:
                             await ws.send(json.dumps(reply))
                         now = time.monotonic()
@@ -187,6 +188,10 @@ async def run_watch(url: str, token: str | None, console: Console | None = None,
                     live.stop()
                     console.print(f"opsdash watch: {why}")
                     return 2
+            except ProtocolError as exc:
+                live.stop()
+                console.print(f"opsdash watch: {ws_url} sent a frame that is not the protocol: {exc}")
+                return 1
             except (OSError, InvalidURI, TimeoutError) as exc:
                 model.meta = {"stale": True, "age_s": None}
                 live.update(render(model, url), refresh=True)

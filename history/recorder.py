@@ -42,7 +42,7 @@ import msgspec
 from history.second import topic as second_topic
 from history.store import Item, Writer
 from telemetry_bus.aio import cancel_and_wait
-from telemetry_bus.contract import decode_event, decode_probe
+from telemetry_bus.contract import decode_event, decode_json_value, decode_probe
 
 if TYPE_CHECKING:
     from opsdash.config import Config
@@ -56,7 +56,7 @@ HISTORY_OFF: Final = ("history is off: OPSDASH_HISTORY_URL (history.url) is not 
                       "recorded and the history endpoints answer 404")
 _DB_ERRORS: Final = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError,
                      ConnectionError)
-_decode_json = msgspec.json.Decoder().decode
+_decode_json = decode_json_value  # deep nesting is a DecodeError too (issue 17)
 
 
 class RecorderService:

@@ -131,7 +131,7 @@ async def _check_bus(config: Config, part: str, instance: str, timeout: float) -
                     payload = msg.payload if isinstance(msg.payload, bytes) else b""
                     try:
                         data = json.loads(payload) if payload else {}
-                    except ValueError:
+                    except (ValueError, RecursionError):  # deep nesting raises RecursionError
                         data = {}
                     if topic.endswith("/status"):
                         status = data

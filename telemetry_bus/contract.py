@@ -221,6 +221,8 @@ decode_event = _guarded(_event_decoder)
 decode_probe = _guarded(_probe_decoder)
 decode_snapshot = _guarded(_snapshot_decoder)
 decode_patch = _guarded(_patch_decoder)
+#: Any JSON value from the bus (alert state, the view's second record), deep nesting refused the same way.
+decode_json_value: Final[Callable[[bytes], Any]] = _guarded(msgspec.json.Decoder())
 
 
 def encode(obj: object) -> bytes:

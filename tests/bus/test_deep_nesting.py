@@ -30,3 +30,18 @@ def test_the_fold_quarantines_a_deeply_nested_message() -> None:
     assert fold.state.quarantined == 3
     assert fold.state.quarantine_reasons == {"not valid JSON": 3}
     assert all("nested too deeply" in e["message"] for e in fold.feed_items)
+
+
+def test_other_bus_readers_drop_deep_nesting() -> None:
+    from alerts.bus import AlertsSection, json_decoder
+    from history import recorder
+
+    with pytest.raises(msgspec.DecodeError):
+        contract.decode_json_value(DEEP)
+    with pytest.raises(msgspec.DecodeError):
+        json_decoder.decode(DEEP)
+    assert recorder._decode_json is contract.decode_json_value  # caught as a rejected message there
+    # the aggregator's alerts memory: a deep retained alertstate message is dropped, not raised
+    section = AlertsSection.create({}, ROOT)
+    section.feed(f"{ROOT}/v1/alertstate/silence/x", DEEP, now=1.0)
+    section.feed(f"{ROOT}/v1/alerts/abc", b'{"labels": ' + DEEP + b"}", now=1.0)

@@ -201,3 +201,21 @@ async def test_self_report_view_age_uses_the_monotonic_clock(make_gateway: Gatew
     await eventually(lambda: "view_age_s" in rep.gauges, what="view age reported")
     task.cancel()
     assert 0 <= rep.gauges["view_age_s"] < 5  # was about 1.8e9: wall clock minus a monotonic stamp
+
+
+async def test_live_url_parameters_are_refused_before_the_upgrade(make_gateway: GatewayFactory) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    gw = await make_gateway()
+    for query, param in (("?sections=", "sections"), ("?sections=a,,b", "sections"),
+                         ("?sections=Health", "sections"), ("?token=x", "token"),
+                         ("?sections=health&sections=meta", "sections")):
+        with pytest.raises(InvalidStatus) as err:
+            async with connect(ws_url(gw, query)):
+                pass
+        assert err.value.response.status_code == 400, query
+        assert f'"parameter":"{param}"' in err.value.response.body.decode(), query
+    async with connect(ws_url(gw, "?sections=health,metrics")) as ws:
+        snap = await recv(ws, "snapshot") if gw.store.state is not None else await recv(ws, "meta")
+        assert snap["type"] in ("snapshot", "meta")
+    assert gw.counters.refused["bad_query"] == 5

@@ -258,3 +258,20 @@ async def test_served_document_says_what_the_pipeline_answers(make_gateway: Gate
     assert "ETag" in series["responses"]["200"]["headers"] and "304" in series["responses"]
     names = next(p for p in series["parameters"] if p["name"] == "names")
     assert names["schema"]["items"]["enum"] and names["explode"] is False
+
+
+def test_frontend_routes_match_the_apps_route_table() -> None:
+    """gateway/static.py's FRONTEND_ROUTES and frontend/src/app/routes.ts name the same pages."""
+    import re
+
+    from gateway.static import is_frontend_route
+
+    routes_ts = Path(__file__).resolve().parents[2] / "frontend" / "src" / "app" / "routes.ts"
+    paths = re.findall(r'path:\s*"(/[^"]*)"', routes_ts.read_text())
+    assert "/" in paths and len(paths) >= 6, paths
+    for p in paths:
+        concrete = re.sub(r":[a-z_]+", "x", p).removesuffix("/*")
+        assert is_frontend_route(concrete), p
+        assert p == "/" or is_frontend_route(concrete + "/deeper"), p
+    app = {re.sub(r"/:[a-z_]+.*", "/", p) for p in paths if p != "/"}
+    assert app == set(FRONTEND_ROUTES)
