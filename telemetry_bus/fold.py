@@ -268,6 +268,7 @@ class Fold:
             inst.offline_reason = ""
             if st.boot != inst.boot:
                 self._new_boot(inst, st.boot)
+                inst.boot_at = st.ts or None  # the online status is sent at connect, right after start
                 # A live status opens the boot: what its metrics count since boot is new to us. A
                 # retained one (we joined late) says nothing of what came before.
                 inst.from_start = not retained
@@ -285,6 +286,7 @@ class Fold:
         inst.synced = False
         inst.from_start = False
         inst.missing_seqs.clear()
+        inst.boot_at = None
 
     def _fold_metrics(self, service: str, instance: str, m: Metrics, now: float, topic: str) -> None:
         svc_known = self.services.get(service)
@@ -319,6 +321,8 @@ class Fold:
             watched = inst.last_seen is not None or inst.boot != ""  # a restart we saw happen
             self._new_boot(inst, m.boot)
             inst.from_start = watched
+            if m.seq == 1 and m.t0:
+                inst.boot_at = m.t0  # the boot's first interval starts at its start
         elif inst.synced and m.seq <= inst.last_seq:
             if m.seq in inst.missing_seqs:  # late: counters were repaired from totals already
                 inst.missing_seqs.discard(m.seq)

@@ -53,6 +53,8 @@ class Instance:
     version: str = ""
     #: the status message's ``depends_on`` (edges of the dependency graph, graph.py)
     depends_on: tuple[str, ...] = ()
+    #: when this boot started (reporter clock: its online status' ts, or its first interval's t0)
+    boot_at: float | None = None
     interval_s: float = 1.0
     online: bool = False
     offline_reason: str = ""

@@ -310,15 +310,15 @@ def instance_view(i: Instance) -> Canonical:
     a folded metrics message, which moves ``last_seen``/``seq``/``received_intervals``), so an
     instance that sent nothing new is not rebuilt, and the diff skips it by identity."""
     st = i.state
-    key = (st.state, st.reason, st.since, i.boot, i.version, i.interval_s, i.last_seen, i.last_seq,
+    key = (st.state, st.reason, st.since, i.boot, i.boot_at, i.version, i.interval_s, i.last_seen, i.last_seq,
            i.restarts, i.missing_intervals, i.received_intervals, i.skew_s, i.health, i.detail)
     cached = i.view_cache
     if cached is not None and cached[0] == key:
         return cast(Canonical, cached[1])
     full = {
         "status": st.state, "reason": st.reason, "since": rnd(st.since),
-        "boot": i.boot or None, "version": i.version or None, "interval_s": i.interval_s,
-        "last_seen": rnd(i.last_seen), "seq": i.last_seq, "restarts": i.restarts,
+        "boot": i.boot or None, "boot_at": rnd(i.boot_at), "version": i.version or None,
+        "interval_s": i.interval_s, "last_seen": rnd(i.last_seen), "seq": i.last_seq, "restarts": i.restarts,
         "missing_intervals": i.missing_intervals, "received_intervals": i.received_intervals,
         "skew_s": rnd(i.skew_s, 1), "totals": Canonical(i.totals), "gauges": Canonical(i.gauges),
         "health": i.health, "detail": i.detail or None,
