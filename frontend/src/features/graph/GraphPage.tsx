@@ -1,0 +1,136 @@
+/**
+ * The dependency graph (route "/graph"): every component as a layered diagram (dagre), coloured by
+ * state with icon + word, the edges a failure travels highlighted, live. A click (or Enter) on a
+ * node opens its page, /component/<name>.
+ */
+import { useMemo } from "preact/hooks";
+import { useLive } from "../../app/live";
+import { navigate } from "../../app/router";
+import { normStatus, viewStale } from "../../state/live/selectors";
+import { STATUS_ICON } from "../operator/components/StatusBadge";
+import { edgeCarriesImpact, label, layout, layoutKey, NODE_H, NODE_W, rootCauseText } from "./model";
+
+/** What this page shows: the graph, and health for the reasons and the header. */
+export const GRAPH_SECTIONS = ["health", "graph"];
+
+function path(points: { x: number; y: number }[]): string {
+  return points.map((p, i) => `${i ? "L" : "M"}${p.x.toFixed(1)},${p.y.toFixed(1)}`).join(" ");
+}
+
+export function GraphPage() {
+  const { live, now } = useLive();
+  const view = live.view;
+  const graph = view?.graph;
+  const names = Object.keys(graph?.nodes ?? {});
+  const edges = (graph?.edges ?? []) as [string, string][];
+  const key = layoutKey(names, edges);
+  // The layout changes only when components or edges do; states recolour the same picture.
+  const laid = useMemo(() => layout(names, edges), [key]);
+  const stale = viewStale(live, now);
+  const summary = rootCauseText(view);
+
+  if (!graph) {
+    return (
+      <section class="graph-page" data-testid="graph-page" data-state="empty">
+        <h2>Components and what they depend on</h2>
+        <p class="muted">{view ? "This view has no dependency graph (an older aggregator?)." : "Waiting for the view…"}</p>
+      </section>
+    );
+  }
+  return (
+    <section class={`graph-page${stale ? " stale" : ""}`} data-testid="graph-page" data-state="ready" aria-labelledby="graph-title">
+      <h2 id="graph-title">Components and what they depend on</h2>
+      <p class={`graph-summary${summary ? " bad" : ""}`} data-testid="graph-summary" role="status">
+        {summary ?? "✔ No root cause: nothing is down or degraded."}
+      </p>
+      <p class="muted graph-help">
+        An arrow points from a component to one it needs. A <strong>root cause</strong> is down or degraded while all it
+        needs is healthy; highlighted arrows show where its failure travels. Click a component for its page.
+      </p>
+      <div class="graph-scroll">
+        <svg
+          class="graph-svg"
+          width={laid.width}
+          height={laid.height}
+          viewBox={`0 0 ${laid.width} ${laid.height}`}
+          role="group"
+          aria-label="Dependency graph"
+          data-testid="graph-svg"
+        >
+          <defs>
+            <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+              <path d="M0,0 L10,5 L0,10 z" class="arrow-head" />
+            </marker>
+            <marker id="arrow-hot" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+              <path d="M0,0 L10,5 L0,10 z" class="arrow-head hot" />
+            </marker>
+          </defs>
+          {laid.edges.map((e) => {
+            const hot = edgeCarriesImpact(graph, e.from, e.to);
+            return (
+              <path
+                key={`${e.from}>${e.to}`}
+                d={path(e.points)}
+                class={`gedge${hot ? " hot" : ""}`}
+                marker-end={`url(#${hot ? "arrow-hot" : "arrow"})`}
+                data-testid={`edge-${e.from}-${e.to}`}
+                data-impact={hot ? "true" : "false"}
+              />
+            );
+          })}
+          {laid.nodes.map((n) => {
+            const node = graph.nodes?.[n.id];
+            const status = normStatus(node?.status);
+            const by = node?.impacted_by ?? [];
+            const root = node?.root_cause === true;
+            const reason = view?.health?.components?.[n.id]?.reason;
+            const open = () => navigate(`/component/${encodeURIComponent(n.id)}`);
+            const sub = root ? "root cause" : by.length ? `impacted by ${by.map(label).join(", ")}` : status;
+            return (
+              <g
+                key={n.id}
+                class={`gnode st-${status}${root ? " root" : ""}${by.length ? " impacted" : ""}`}
+                transform={`translate(${n.x - NODE_W / 2},${n.y - NODE_H / 2})`}
+                role="link"
+                tabIndex={0}
+                aria-label={`${label(n.id)}: ${status}${root ? ", root cause" : ""}${by.length ? `, impacted by ${by.map(label).join(", ")}` : ""}`}
+                data-testid={`gnode-${n.id}`}
+                data-status={status}
+                data-root={root ? "true" : "false"}
+                data-impacted-by={by.join(",")}
+                onClick={open}
+                onKeyDown={(ev) => {
+                  if (ev.key === "Enter" || ev.key === " ") {
+                    ev.preventDefault();
+                    open();
+                  }
+                }}
+              >
+                <title>{`${label(n.id)} — ${status}${reason ? `: ${reason}` : ""}`}</title>
+                <rect width={NODE_W} height={NODE_H} rx="8" ry="8" class="gnode-box" />
+                <text x="12" y="23" class="gnode-title">
+                  <tspan class="gnode-icon" aria-hidden="true">{STATUS_ICON[status]}</tspan> {label(n.id)}
+                </text>
+                <text x="12" y="43" class="gnode-sub">{sub.length > 24 ? `${sub.slice(0, 23)}…` : sub}</text>
+              </g>
+            );
+          })}
+        </svg>
+      </div>
+      {(graph.ignored ?? []).length > 0 && (
+        <details class="graph-ignored" data-testid="graph-ignored">
+          <summary>{graph.ignored!.length} declared dependencies left out</summary>
+          <ul>
+            {graph.ignored!.map((i) => (
+              <li key={i.edge.join(">")}>
+                <code>{i.edge[0]} → {i.edge[1]}</code>: {i.reason}
+              </li>
+            ))}
+          </ul>
+        </details>
+      )}
+    </section>
+  );
+}
+
+export default GraphPage;
