@@ -46,7 +46,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     #: View sections a display token may read (``meta`` always). ``services`` and ``probes`` carry
     #: host names, versions and boot ids, which a lobby screen does not need.
     display_sections: list[str] = msgspec.field(default_factory=lambda: [
-        "health", "metrics", "capacity", "aggregates", "errors", "series", "alerts"])
+        "health", "metrics", "capacity", "aggregates", "errors", "series", "alerts", "graph"])
     oidc_issuer: str = ""
     oidc_audience: str = ""
     #: The public Keycloak client the browser page logs in with (authorization code + PKCE).

@@ -10,7 +10,10 @@
 import type { ComponentType } from "preact";
 import { AlertsPage } from "../features/alerts/AlertsPage";
 import { HistoryPage } from "../features/history/HistoryPage";
+import { ComponentPage, componentSections } from "../features/component/ComponentPage";
+import { GRAPH_SECTIONS, label } from "../features/graph/model";
 import { Dashboard } from "../features/operator/Dashboard";
+import { lazyPage } from "./lazy";
 import { placeholder } from "./Placeholder";
 import type { Params } from "./router";
 
@@ -26,15 +29,19 @@ export interface RouteDef {
   sections?: string[] | ((p: Params) => string[]);
 }
 
+// The graph page brings its layout library (dagre, ~20 kB gzip): loaded when opened.
+const GraphPage = lazyPage(() => import("../features/graph/GraphPage"));
+
 export const routes: RouteDef[] = [
   { path: "/", title: "System status", nav: "Status", component: Dashboard },
   { path: "/history", title: "History", nav: "History", component: HistoryPage },
   { path: "/logs", title: "Logs", nav: "Logs", component: placeholder("Log search and live tail") },
-  { path: "/graph", title: "Dependency graph", nav: "Graph", component: placeholder("The dependency graph") },
+  { path: "/graph", title: "Dependency graph", nav: "Graph", component: GraphPage, sections: GRAPH_SECTIONS },
   { path: "/alerts", title: "Alerts", nav: "Alerts", component: AlertsPage },
   {
     path: "/component/:name",
-    title: (p) => p.name ?? "Component",
-    component: placeholder("The component's page"),
+    title: (p) => (p.name ? label(p.name) : "Component"),
+    component: ComponentPage,
+    sections: (p) => componentSections(p.name),
   },
 ];

@@ -124,7 +124,7 @@ function LiveFigures({ view, name }: { view: View | null; name: string }) {
   const rates = view?.metrics?.rates?.[name] ?? {};
   const probe = view?.probes?.[name];
   const items: [string, string][] = [];
-  for (const [k, v] of Object.entries(rates)) items.push([`${k} /s`, fmtRate(v)]);
+  for (const [k, v] of Object.entries(rates)) items.push([`${k} /s`, fmtRate(typeof v === "number" ? v : null)]);
   if (comp) {
     for (const [k, v] of Object.entries(comp)) {
       if (["kind", "status", "reason", "since", "ts", "instances_healthy", "instances_total"].includes(k)) continue;

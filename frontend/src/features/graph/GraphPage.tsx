@@ -8,10 +8,8 @@ import { useLive } from "../../app/live";
 import { navigate } from "../../app/router";
 import { normStatus, viewStale } from "../../state/live/selectors";
 import { STATUS_ICON } from "../operator/components/StatusBadge";
-import { edgeCarriesImpact, label, layout, layoutKey, NODE_H, NODE_W, rootCauseText } from "./model";
-
-/** What this page shows: the graph, and health for the reasons and the header. */
-export const GRAPH_SECTIONS = ["health", "graph"];
+import { layout, layoutKey, NODE_H, NODE_W } from "./layout";
+import { edgeCarriesImpact, label, rootCauseText } from "./model";
 
 function path(points: { x: number; y: number }[]): string {
   return points.map((p, i) => `${i ? "L" : "M"}${p.x.toFixed(1)},${p.y.toFixed(1)}`).join(" ");

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { View } from "../../api/types";
-import { edgeCarriesImpact, impactedByText, isRoot, label, layout, layoutKey, rootCauseText } from "./model";
+import { layout, layoutKey } from "./layout";
+import { edgeCarriesImpact, impactedByText, isRoot, label, rootCauseText } from "./model";
 
 const EDGES: [string, string][] = [
   ["ingest", "mqtt"], ["ingest", "influxdb"], ["evaluator", "influxdb"],

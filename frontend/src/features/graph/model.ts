@@ -1,10 +1,11 @@
 /**
  * Pure read-outs of the view's `graph` section (docs/view.md): labels, root-cause sentences, which
- * edges carry an impact, and the layered layout (dagre). No DOM: tested with vitest.
+ * edges carry an impact. No DOM: tested with vitest. The layout (dagre) is in layout.ts, loaded with
+ * the graph page only, so the dashboard's bundle does not carry it.
  */
-import dagre from "@dagrejs/dagre";
 import type { GraphSection, Status, View } from "../../api/types";
 import { COMPONENTS, normStatus } from "../../state/live/selectors";
+import "./graph.css";
 
 const LABELS: Record<string, string> = Object.fromEntries(COMPONENTS.map((c) => [c.id, c.label]));
 
@@ -76,58 +77,5 @@ export function edgeCarriesImpact(graph: GraphSection | null | undefined, a: str
   return (st === "down" || st === "degraded") && toBy.some((r) => from.includes(r));
 }
 
-export interface LaidNode {
-  id: string;
-  x: number; // centre
-  y: number;
-  width: number;
-  height: number;
-}
-
-export interface LaidEdge {
-  from: string;
-  to: string;
-  points: { x: number; y: number }[];
-}
-
-export interface Layout {
-  width: number;
-  height: number;
-  nodes: LaidNode[];
-  edges: LaidEdge[];
-}
-
-export const NODE_W = 168;
-export const NODE_H = 56;
-
-/**
- * The layered layout: dependents above their dependencies (rank direction top → bottom), computed by
- * dagre. Depends only on the node names and edges, so callers memoise it on those.
- */
-export function layout(names: string[], edges: [string, string][]): Layout {
-  const g = new dagre.graphlib.Graph();
-  g.setGraph({ rankdir: "TB", nodesep: 28, ranksep: 64, marginx: 12, marginy: 12 });
-  g.setDefaultEdgeLabel(() => ({}));
-  for (const n of [...names].sort()) g.setNode(n, { width: NODE_W, height: NODE_H });
-  for (const [a, b] of edges) {
-    if (!g.hasNode(a)) g.setNode(a, { width: NODE_W, height: NODE_H });
-    if (!g.hasNode(b)) g.setNode(b, { width: NODE_W, height: NODE_H });
-    g.setEdge(a, b);
-  }
-  dagre.layout(g);
-  const info = g.graph();
-  return {
-    width: Math.ceil(info.width ?? 0),
-    height: Math.ceil(info.height ?? 0),
-    nodes: g.nodes().map((id) => {
-      const n = g.node(id);
-      return { id, x: n.x, y: n.y, width: n.width, height: n.height };
-    }),
-    edges: g.edges().map((e) => ({ from: e.v, to: e.w, points: (g.edge(e).points ?? []).map((p) => ({ x: p.x, y: p.y })) })),
-  };
-}
-
-/** The key the layout is memoised on: node names and edges, sorted. */
-export function layoutKey(names: string[], edges: [string, string][]): string {
-  return JSON.stringify([[...names].sort(), edges.map((e) => `${e[0]}>${e[1]}`).sort()]);
-}
+/** What the graph page shows: the graph, and health for the reasons and the header. */
+export const GRAPH_SECTIONS = ["health", "graph"];

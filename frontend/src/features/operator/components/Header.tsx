@@ -1,6 +1,7 @@
 import type { LiveState } from "../../../state/live/reducer";
 import { normStatus, sinceUpdateS, viewStale } from "../../../state/live/selectors";
 import { fmtAge, fmtDuration, fmtRatio } from "../../../utils/format";
+import { rootCauseText } from "../../graph/model";
 import { StatusBadge } from "./StatusBadge";
 
 /** What the connection is doing, in words (and an icon), for the header. */
@@ -44,6 +45,8 @@ export function Header({ live, now, wall, title, controls }: {
   const conn = connectionText(live, now);
   const since = sinceUpdateS(live, now);
   const comp = view?.meta?.completeness;
+  // the status line names the root causes, not only the worst colour (docs/view.md, section graph)
+  const rootText = rootCauseText(view);
   return (
     <header class={`top${stale ? " top-stale" : ""}`} data-testid="header">
       <div class="brand">
@@ -52,6 +55,11 @@ export function Header({ live, now, wall, title, controls }: {
       </div>
       <div class="overall" data-testid="overall" data-status={overall}>
         <StatusBadge status={overall} big />
+        {rootText && (
+          <a class="root-cause-line" href="/graph" data-testid="root-cause" title="Root causes (dependency graph)">
+            {rootText}
+          </a>
+        )}
       </div>
       <div class={`conn conn-${conn.cls}`} data-testid="connection" data-phase={live.phase} role="status" aria-live="polite">
         <span aria-hidden="true">{conn.icon}</span> {conn.text}

@@ -1,3 +1,4 @@
+import { impactedByText, isRoot } from "../../graph/model";
 import type { View } from "../../../api/types";
 import { recorderNote } from "../../history/recorderNote";
 import type { LiveState } from "../../../state/live/reducer";
@@ -135,6 +136,10 @@ export function ServiceHealthGrid({ live, now }: { live: LiveState; now: number 
               )}
               {fig.sub && <span>{fig.sub}</span>}
             </div>
+            {impactedByText(view, id) && (
+              <div class="impacted" data-testid={`comp-${id}-impacted`}>▲ {impactedByText(view, id)}</div>
+            )}
+            {isRoot(view, id) && <div class="root-mark" data-testid={`comp-${id}-root`}>✖ root cause</div>}
             {status !== "healthy" && (
               <div class="reason" data-testid={`comp-${id}-reason`} title={c?.reason ?? undefined}>
                 {c?.reason ?? (c ? "no reason given" : "no data for this component")}
