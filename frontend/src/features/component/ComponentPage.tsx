@@ -349,7 +349,7 @@ export function ComponentPage() {
           ))}
         </div>
         {hist.phase === "loading" && <p class="muted">Loading history…</p>}
-        {hist.phase === "off" && <p class="muted" data-testid="history-off">History is off ({hist.message}): only live figures.</p>}
+        {hist.phase === "off" && <p class="muted" data-testid="history-off">⏸ {hist.message ?? "History is off"}. Only the live figures above.</p>}
         {hist.phase === "error" && <p class="bad">History unavailable: {hist.message}</p>}
         {hist.phase === "ready" && (
           <>

@@ -8,7 +8,7 @@ import { useLive } from "../../app/live";
 import { navigate } from "../../app/router";
 import { normStatus, viewStale } from "../../state/live/selectors";
 import { STATUS_ICON } from "../operator/components/StatusBadge";
-import { layout, layoutKey, NODE_H, NODE_W } from "./layout";
+import { layout, layoutKey, NODE_H, nodeWidth } from "./layout";
 import { edgeCarriesImpact, label, rootCauseText } from "./model";
 
 function path(points: { x: number; y: number }[]): string {
@@ -23,7 +23,7 @@ export function GraphPage() {
   const edges = (graph?.edges ?? []) as [string, string][];
   const key = layoutKey(names, edges);
   // The layout changes only when components or edges do; states recolour the same picture.
-  const laid = useMemo(() => layout(names, edges), [key]);
+  const laid = useMemo(() => layout(names, edges, (id) => nodeWidth(label(id))), [key]);
   const stale = viewStale(live, now);
   const summary = rootCauseText(view);
 
@@ -88,7 +88,7 @@ export function GraphPage() {
               <g
                 key={n.id}
                 class={`gnode st-${status}${root ? " root" : ""}${by.length ? " impacted" : ""}`}
-                transform={`translate(${n.x - NODE_W / 2},${n.y - NODE_H / 2})`}
+                transform={`translate(${n.x - n.width / 2},${n.y - NODE_H / 2})`}
                 role="link"
                 tabIndex={0}
                 aria-label={`${label(n.id)}: ${status}${root ? ", root cause" : ""}${by.length ? `, impacted by ${by.map(label).join(", ")}` : ""}`}
@@ -105,11 +105,11 @@ export function GraphPage() {
                 }}
               >
                 <title>{`${label(n.id)} — ${status}${reason ? `: ${reason}` : ""}`}</title>
-                <rect width={NODE_W} height={NODE_H} rx="8" ry="8" class="gnode-box" />
+                <rect width={n.width} height={NODE_H} rx="8" ry="8" class="gnode-box" />
                 <text x="12" y="23" class="gnode-title">
                   <tspan class="gnode-icon" aria-hidden="true">{STATUS_ICON[status]}</tspan> {label(n.id)}
                 </text>
-                <text x="12" y="43" class="gnode-sub">{sub.length > 24 ? `${sub.slice(0, 23)}…` : sub}</text>
+                <text x="12" y="43" class="gnode-sub">{sub.length > n.width / 7 ? `${sub.slice(0, Math.floor(n.width / 7) - 1)}…` : sub}</text>
               </g>
             );
           })}
