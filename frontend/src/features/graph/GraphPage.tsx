@@ -9,7 +9,7 @@ import { navigate } from "../../app/router";
 import { normStatus, viewStale } from "../../state/live/selectors";
 import { STATUS_ICON } from "../operator/components/StatusBadge";
 import { layout, layoutKey, NODE_H, nodeWidth } from "./layout";
-import { edgeCarriesImpact, label, rootCauseText } from "./model";
+import { edgeCarriesImpact, label, rootCauseText, roots } from "./model";
 
 function path(points: { x: number; y: number }[]): string {
   return points.map((p, i) => `${i ? "L" : "M"}${p.x.toFixed(1)},${p.y.toFixed(1)}`).join(" ");
@@ -38,7 +38,7 @@ export function GraphPage() {
   return (
     <section class={`graph-page${stale ? " stale" : ""}`} data-testid="graph-page" data-state="ready" aria-labelledby="graph-title">
       <h2 id="graph-title">Components and what they depend on</h2>
-      <p class={`graph-summary${summary ? " bad" : ""}`} data-testid="graph-summary" role="status">
+      <p class={`graph-summary${summary ? ` bad st-${roots(graph)[0]?.status ?? "unknown"}` : ""}`} data-testid="graph-summary" role="status">
         {summary ?? "✔ No root cause: nothing is down or degraded."}
       </p>
       <p class="muted graph-help">

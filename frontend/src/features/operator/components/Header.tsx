@@ -1,7 +1,7 @@
 import type { LiveState } from "../../../state/live/reducer";
 import { normStatus, sinceUpdateS, viewStale } from "../../../state/live/selectors";
 import { fmtAge, fmtDuration, fmtRatio } from "../../../utils/format";
-import { rootCauseText } from "../../graph/model";
+import { rootCauseText, roots } from "../../graph/model";
 import { StatusBadge } from "./StatusBadge";
 
 /** What the connection is doing, in words (and an icon), for the header. */
@@ -56,7 +56,7 @@ export function Header({ live, now, wall, title, controls }: {
       <div class="overall" data-testid="overall" data-status={overall}>
         <StatusBadge status={overall} big />
         {rootText && (
-          <a class="root-cause-line" href="/graph" data-testid="root-cause" title="Root causes (dependency graph)">
+          <a class={`root-cause-line st-${roots(view?.graph)[0]?.status ?? "unknown"}`} href="/graph" data-testid="root-cause" title="Root causes (dependency graph)">
             {rootText}
           </a>
         )}
