@@ -272,6 +272,8 @@ class InstanceEntry(_S):
     reason: str | None = None
     since: Seconds | None = None
     boot: str | None = None
+    #: when the current boot started (reporter clock), for the uptime
+    boot_at: Seconds | None = None
     version: str | None = None
     interval_s: float | None = None
     last_seen: Seconds | None = None
