@@ -1139,4 +1139,7 @@ class Gateway:
             "auth": {"mode": self.cfg.auth, "failures": k.auth_failures_total,
                      "oidc_issuer": self.cfg.oidc_issuer or None,
                      "oidc_client_id": self.cfg.oidc_client_id or None, "oidc_scope": "openid"},
+            # so a page asks the history endpoints only when they can answer (no 404 in its console)
+            "history": {"enabled": bool(getattr(getattr(self.app_config, "history", None), "enabled",
+                                                False))},
         }

@@ -10,8 +10,8 @@ from tests.browser.conftest import Stack, screenshot
 from tests.support.servers import scaled
 
 SEED = ("postgres", "influxdb", "mqtt", "keycloak", "ingest", "evaluator", "dispatcher", "delivery")
-# history is off on this stack: the component page's history request is answered 404 (and says so)
-HISTORY_OFF = ("404",)
+# history is off on this stack: /healthz says so and the component page shows it without asking
+HISTORY_OFF: tuple[str, ...] = ()  # /healthz says history is off: the page does not ask (no 404)
 
 
 def test_graph_page_renders_the_platform_with_colours(stack: Stack, open_page: Any) -> None:
@@ -31,8 +31,7 @@ def test_graph_page_renders_the_platform_with_colours(stack: Stack, open_page: A
     assert "✔" in nodes["postgres"].text_content() and "PostgreSQL" in nodes["postgres"].text_content()
     stroke = {c: page.eval_on_selector(f'[data-testid="gnode-{c}"] rect', "e => getComputedStyle(e).stroke")
               for c in ("keycloak", "postgres")}
-    assert stroke["keycloak"] != stroke["postgres"], stroke
-    assert stroke["keycloak"] == "rgb(210, 153, 34)" and stroke["postgres"] == "rgb(63, 185, 80)"
+    assert stroke["keycloak"] != stroke["postgres"], stroke  # the theme picks the colours; they differ
     # the default edges, dependents above their dependencies
     for a, b in (("ingest", "mqtt"), ("ingest", "influxdb"), ("evaluator", "postgres"), ("delivery", "postgres")):
         assert page.locator(f'[data-testid="edge-{a}-{b}"]').count() == 1
@@ -58,7 +57,7 @@ def test_click_opens_the_drill_down_which_updates_live_and_survives_reload(stack
     page.wait_for_selector('[data-testid="component-page"][data-component="ingest"]')
     page.wait_for_selector('[data-testid="inst-ingest-1"]', timeout=scaled(10) * 1000)
     assert page.locator('[data-testid="instances"] tbody tr').count() == 2
-    assert "Ingest" in page.locator('[data-testid="page-title"]').inner_text()
+    assert page.locator('[data-testid="page-title"]').inner_text() == "ingest"
     row = _row(page, "ingest-1")
     assert "Healthy" in row and "queue_depth 3" in row, row
     assert "Healthy" in _row(page, "ingest-2") and "queue_depth 4" in _row(page, "ingest-2")

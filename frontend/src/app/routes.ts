@@ -11,7 +11,7 @@ import type { ComponentType } from "preact";
 import { AlertsPage } from "../features/alerts/AlertsPage";
 import { HistoryPage } from "../features/history/HistoryPage";
 import { ComponentPage, componentSections } from "../features/component/ComponentPage";
-import { GRAPH_SECTIONS, label } from "../features/graph/model";
+import { GRAPH_SECTIONS } from "../features/graph/model";
 import { Dashboard } from "../features/operator/Dashboard";
 import { lazyPage } from "./lazy";
 import { placeholder } from "./Placeholder";
@@ -40,7 +40,7 @@ export const routes: RouteDef[] = [
   { path: "/alerts", title: "Alerts", nav: "Alerts", component: AlertsPage },
   {
     path: "/component/:name",
-    title: (p) => (p.name ? label(p.name) : "Component"),
+    title: (p) => p.name ?? "Component",
     component: ComponentPage,
     sections: (p) => componentSections(p.name),
   },

@@ -60,6 +60,13 @@ function useHistory(name: string, rangeS: number, tick: number): HistoryState {
   useEffect(() => {
     let cancelled = false;
     void (async () => {
+      // /healthz (public) says whether history is on: a page that asks only then has no 404 in its console
+      const hz = await getJson<{ history?: { enabled?: boolean } }>("/healthz");
+      if (cancelled) return;
+      if (hz.body?.history?.enabled === false) {
+        setSt((s) => ({ ...s, phase: "off", message: "History is off (OPSDASH_HISTORY_URL is not set)" }));
+        return;
+      }
       const cat = await getJson<{ series: string[] }>("/operator/system/history");
       if (cancelled) return;
       if (!cat.body) {
@@ -233,7 +240,7 @@ function Instances({ view, name, sortRaw }: { view: View | null; name: string; s
                 <StatusBadge status={r.status} />
                 {r.reason && <div class="reason">{r.reason}</div>}
               </td>
-              <td>{r.version ?? "?"}<div class="muted mono" title={r.boot ?? undefined}>{r.boot ? r.boot.slice(0, 12) : "no boot"}</div></td>
+              <td>{r.version ?? "?"}<div class="muted boot-id" title={r.boot ?? undefined}>{r.boot ? r.boot.slice(0, 12) : "no boot"}</div></td>
               <td data-testid={`inst-${r.name}-uptime`}>{r.uptimeS === null ? "unknown" : fmtDuration(r.uptimeS)}</td>
               <td>{r.restarts ?? "?"}</td>
               <td data-testid={`inst-${r.name}-seen`}>{r.lastSeenAgeS === null ? "never" : fmtAge(r.lastSeenAgeS)}</td>
@@ -298,8 +305,8 @@ export function ComponentPage() {
           {typeof comp?.since === "number" && <span class="muted"> since {fmtClock(comp.since)}</span>}
         </div>
         {node?.root_cause && (
-          <p class="root-cause bad" data-testid="comp-root">
-            ✖ Root cause{view?.graph?.roots?.find((r) => r.component === name)?.impacts?.length
+          <p class={`root-cause st-${status}`} data-testid="comp-root">
+            {STATUS_ICON[status]} Root cause{view?.graph?.roots?.find((r) => r.component === name)?.impacts?.length
               ? ` — impacts ${view.graph!.roots!.find((r) => r.component === name)!.impacts!.map(label).join(", ")}` : ""}
           </p>
         )}

@@ -23,7 +23,10 @@ export function GraphPage() {
   const edges = (graph?.edges ?? []) as [string, string][];
   const key = layoutKey(names, edges);
   // The layout changes only when components or edges do; states recolour the same picture.
-  const laid = useMemo(() => layout(names, edges, (id) => nodeWidth(label(id))), [key]);
+  // one width for all boxes: the longest name, and "impacted by <longest name> +N" below it
+  const longest = Math.max(0, ...names.map((n) => label(n).length));
+  const width = Math.max(nodeWidth("x".repeat(longest)), Math.ceil((longest + 16) * 7.2 + 24));
+  const laid = useMemo(() => layout(names, edges, () => width), [key, width]);
   const stale = viewStale(live, now);
   const summary = rootCauseText(view);
 
@@ -83,7 +86,9 @@ export function GraphPage() {
             const root = node?.root_cause === true;
             const reason = view?.health?.components?.[n.id]?.reason;
             const open = () => navigate(`/component/${encodeURIComponent(n.id)}`);
-            const sub = root ? "root cause" : by.length ? `impacted by ${by.map(label).join(", ")}` : status;
+            // the visible second line, whole (its width is reserved by nodeWidth): the accessible name
+            // starts with exactly what is visible, the details follow
+            const sub = root ? "root cause" : by.length ? `impacted by ${label(by[0]!)}${by.length > 1 ? ` +${by.length - 1}` : ""}` : status;
             return (
               <g
                 key={n.id}
@@ -91,7 +96,7 @@ export function GraphPage() {
                 transform={`translate(${n.x - n.width / 2},${n.y - NODE_H / 2})`}
                 role="link"
                 tabIndex={0}
-                aria-label={`${label(n.id)}: ${status}${root ? ", root cause" : ""}${by.length ? `, impacted by ${by.map(label).join(", ")}` : ""}`}
+                aria-describedby={`gdesc-${n.id}`}
                 data-testid={`gnode-${n.id}`}
                 data-status={status}
                 data-root={root ? "true" : "false"}
@@ -104,12 +109,14 @@ export function GraphPage() {
                   }
                 }}
               >
-                <title>{`${label(n.id)} — ${status}${reason ? `: ${reason}` : ""}`}</title>
+                <desc id={`gdesc-${n.id}`}>
+                  {`${status}${reason ? `: ${reason}` : ""}${by.length > 1 ? `; impacted by ${by.map(label).join(", ")}` : ""}`}
+                </desc>
                 <rect width={n.width} height={NODE_H} rx="8" ry="8" class="gnode-box" />
                 <text x="12" y="23" class="gnode-title">
                   <tspan class="gnode-icon" aria-hidden="true">{STATUS_ICON[status]}</tspan> {label(n.id)}
                 </text>
-                <text x="12" y="43" class="gnode-sub">{sub.length > n.width / 7 ? `${sub.slice(0, Math.floor(n.width / 7) - 1)}…` : sub}</text>
+                <text x="12" y="43" class="gnode-sub">{sub}</text>
               </g>
             );
           })}

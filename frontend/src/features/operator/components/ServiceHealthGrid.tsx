@@ -139,7 +139,7 @@ export function ServiceHealthGrid({ live, now }: { live: LiveState; now: number 
             {impactedByText(view, id) && (
               <div class="impacted" data-testid={`comp-${id}-impacted`}>▲ {impactedByText(view, id)}</div>
             )}
-            {isRoot(view, id) && <div class="root-mark" data-testid={`comp-${id}-root`}>✖ root cause</div>}
+            {isRoot(view, id) && <div class="root-mark" data-testid={`comp-${id}-root`}>◆ root cause</div>}
             {status !== "healthy" && (
               <div class="reason" data-testid={`comp-${id}-reason`} title={c?.reason ?? undefined}>
                 {c?.reason ?? (c ? "no reason given" : "no data for this component")}
