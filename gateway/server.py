@@ -73,7 +73,7 @@ from gateway.static import StaticFiles
 from gateway.store import Outcome, Sections, ViewStore, parse_sections
 from telemetry_bus.config import MqttConfig
 from telemetry_bus.contract import decode_patch, decode_snapshot, topics
-from telemetry_bus.reconnect import Backoff, reconnect_forever
+from telemetry_bus.reconnect import Backoff, Brokers, reconnect_forever
 
 __all__ = ["LIVE_PATH", "Gateway", "GatewayFailed", "GatewayStartError"]
 
@@ -301,6 +301,7 @@ class Gateway:
         except ValueError as exc:
             raise GatewayStartError(str(exc)) from exc
         self.store = ViewStore()
+        self.brokers = Brokers(mqtt.endpoints())
         self.csp = content_security_policy(cfg.oidc_issuer if cfg.auth == "oidc" else "")
         self.allowed_hosts = _allowed_hosts(cfg, self.host)
         self.static = StaticFiles(cfg.static_dir or REPO_DIST)
@@ -411,8 +412,11 @@ class Gateway:
             await asyncio.sleep(_RESTART_PAUSE_S)
 
     async def _first_jwks(self) -> None:
-        if self.auth.jwks is not None and not await self.auth.jwks.refresh():
-            log.warning("no JWKS yet: OIDC tokens are refused until %s answers", self.auth.jwks.url)
+        try:
+            if self.auth.jwks is not None and not await self.auth.jwks.refresh():
+                log.warning("no JWKS yet: OIDC tokens are refused until %s answers", self.auth.jwks.url)
+        except Exception:  # a one-off fetch: a bug here must not stop the gateway's TaskGroup
+            log.exception("first JWKS fetch failed")
 
     async def stop(self) -> None:
         if self._supervisor is not None:
@@ -446,21 +450,20 @@ class Gateway:
     # -- MQTT ----------------------------------------------------------------------------------------
     async def _mqtt_loop(self) -> None:
         backoff = Backoff(self.cfg.backoff_initial_s, self.cfg.backoff_max_s)
-        ep = self.mqtt.endpoint()
 
         def lost(exc: Exception) -> None:
             self.mqtt_connected = False
             self._check_stale(self.mono_clock())
 
         try:
-            await reconnect_forever(lambda: self._mqtt_session(backoff), backoff,
-                                    what=f"gateway (broker {ep.host}:{ep.port})", logger=log,
-                                    on_lost=lost)
+            # several brokers (the nodes of a cluster): each failure moves to the next (docs/scale.md)
+            await reconnect_forever(lambda: self._mqtt_session(backoff), backoff, what="gateway",
+                                    logger=log, on_lost=lost, brokers=self.brokers)
         finally:
             self.mqtt_connected = False
 
     async def _mqtt_session(self, backoff: Backoff) -> None:
-        ep = self.mqtt.endpoint()
+        ep = self.brokers.current
         root = self.mqtt.topic_root
         async with aiomqtt.Client(
                 ep.host, ep.port, username=ep.username, password=ep.password,
@@ -1126,6 +1129,7 @@ class Gateway:
             "view": {"seq": self.store.seq, "age_s": None if age is None else round(age, 3),
                      "stale": stale, "stale_after_s": self.cfg.stale_after_s},
             "mqtt": {"connected": self.mqtt_connected, "connects": k.mqtt_connects_total,
+                     "broker": str(self.brokers), "failovers": self.brokers.failovers,
                      "bad_messages": k.bad_messages_total},
             "tasks": {"restarts": dict(k.task_restarts)},
             "clients": {"connected": sum(1 for c in self.clients.values() if c.live),

@@ -219,3 +219,19 @@ async def test_live_url_parameters_are_refused_before_the_upgrade(make_gateway: 
         snap = await recv(ws, "snapshot") if gw.store.state is not None else await recv(ws, "meta")
         assert snap["type"] in ("snapshot", "meta")
     assert gw.counters.refused["bad_query"] == 5
+
+
+async def test_the_mqtt_loop_fails_over_to_the_next_broker(mosquitto: Any, tmp_path: Any) -> None:
+    from gateway.config import GatewayConfig
+    from telemetry_bus.config import MqttConfig
+    from tests.support.servers import free_port
+
+    dead = free_port()
+    gw = Gateway(GatewayConfig(listen="127.0.0.1:0", static_dir=str(tmp_path), backoff_initial_s=0.05,
+                               backoff_max_s=0.2),
+                 MqttConfig(url=f"mqtt://127.0.0.1:{dead},127.0.0.1:{mosquitto.port}"))
+    async with gw:
+        await eventually(lambda: gw.mqtt_connected, what="connected to the second broker")
+        health = gw.health(gw.mono_clock())
+        assert health["mqtt"]["broker"] == f"127.0.0.1:{mosquitto.port}"
+        assert health["mqtt"]["failovers"] >= 1
