@@ -352,6 +352,7 @@ class Gateway:
             compression="deflate" if self.cfg.compression == "deflate" else None,
             max_size=self.cfg.max_message_bytes, max_queue=4,
             ping_interval=self.cfg.ping_interval_s, ping_timeout=self.cfg.ping_timeout_s,
+            process_response=self._process_response,
             server_header="opsdash-gateway", create_connection=BodyConnection,
             logger=logging.getLogger("opsdash.gateway.ws"))
         self._supervisor = asyncio.create_task(self._supervise_all(), name="gateway-supervisor")
@@ -900,6 +901,17 @@ class Gateway:
         if resp is not None and request.method == "HEAD":
             resp = Response(resp.status_code, resp.reason_phrase, resp.headers, b"")
         return resp
+
+    def _process_response(self, conn: ServerConnection, request: Request,
+                           response: Response) -> Response | None:
+        """websockets' own refusals of a bad handshake (400/426 text/plain from ``accept``) as JSON,
+        with the security headers, like every other error of the gateway."""
+        if response.status_code == 101 or not conn.protocol.accept_called:
+            return None  # an upgrade, or our own answer from process_request
+        text = bytes(response.body).decode("utf-8", "replace").strip()
+        extra = [(k, v) for k, v in response.headers.raw_items() if k.lower() in ("upgrade",
+                                                                               "sec-websocket-version")]
+        return _error(response.status_code, "bad_handshake", text[:300] or response.reason_phrase, extra)
 
     async def _route(self, conn: ServerConnection, request: Request) -> Response | None:
         now = self.mono_clock()

@@ -175,6 +175,10 @@ async def test_methods_answer_consistently(make_gateway: GatewayFactory, tmp_pat
         r = await http.get("/operator/system/live")  # no Upgrade: JSON like every other error
         assert r.status_code == 426 and r.json()["error"] == "upgrade_required"
         assert r.headers["upgrade"] == "websocket"
+        # websockets' own refusal of a broken handshake (no Sec-WebSocket-Key) is JSON too
+        r = await http.get("/operator/system/live", headers={"Upgrade": "websocket", "Connection": "Upgrade"})
+        assert r.status_code == 400 and r.json()["error"] == "bad_handshake"
+        assert "Sec-WebSocket-Key" in r.json()["message"] and r.headers["x-frame-options"] == "DENY"
 
 
 async def test_conditional_requests_follow_rfc_9110(make_gateway: GatewayFactory,
