@@ -51,6 +51,7 @@ import msgspec
 from alerts.bus import Outgoing, alert_topics, changes_out, json_decoder
 from alerts.engine import Engine, compile_rules
 from alerts.payloads import alertmanager_alert, webhook_message
+from telemetry_bus.reconnect import Backoff, Brokers, reconnect_forever
 
 if TYPE_CHECKING:
     import aiomqtt
@@ -299,6 +300,8 @@ class Notifier:
         self.config = config
         self.acfg = config.alerts
         self.root = config.mqtt.topic_root
+        #: the brokers of mqtt.url in turn (failover to the next node of a cluster)
+        self.brokers = Brokers(config.mqtt.endpoints())
         self.clock = clock
         self.receivers = receivers_of(self.acfg)
         self.ledger = Ledger(self.receivers)
@@ -353,47 +356,47 @@ class Notifier:
     async def _connection_loop(self) -> None:
         import aiomqtt
 
-        ep = self.config.mqtt.endpoint()
-        backoff = 0.2
-        while True:
-            try:
-                async with aiomqtt.Client(
-                        ep.host, ep.port, username=ep.username, password=ep.password,
-                        identifier=f"opsdash-notifier-{self.id}"[:64], keepalive=self.config.mqtt.keepalive_s,
-                        timeout=10, tls_params=aiomqtt.TLSParameters() if ep.tls else None) as client:
-                    self.ledger.alerts.clear()  # retained state comes again; clears we missed show then
-                    self.ledger.ready = False
-                    self.synced.clear()
-                    for t in (alert_topics.alert(self.root, "+"),
-                              alert_topics.state(self.root, "notified", "+"),
-                              alert_topics.state(self.root, "sync", self.id)):
-                        await client.subscribe(t, qos=1)
-                    await client.subscribe(f"{self.root}/v1/view/patch", qos=0)
-                    self._client = client
-                    self.connected.set()
-                    await client.publish(alert_topics.state(self.root, "sync", self.id), b"1", qos=1)
-                    backoff = 0.2
-                    log.info("notifier %s subscribed on %s:%s (%d receivers)", self.id, ep.host, ep.port,
-                             len(self.receivers))
+        backoff = Backoff(0.2, 5.0)
+
+        async def session() -> None:
+            ep = self.brokers.current
+            async with aiomqtt.Client(
+                    ep.host, ep.port, username=ep.username, password=ep.password,
+                    identifier=f"opsdash-notifier-{self.id}"[:64], keepalive=self.config.mqtt.keepalive_s,
+                    timeout=10, tls_params=aiomqtt.TLSParameters() if ep.tls else None) as client:
+                self.ledger.alerts.clear()  # retained state comes again; clears we missed show then
+                self.ledger.ready = False
+                self.synced.clear()
+                for t in (alert_topics.alert(self.root, "+"),
+                          alert_topics.state(self.root, "notified", "+"),
+                          alert_topics.state(self.root, "sync", self.id)):
+                    await client.subscribe(t, qos=1)
+                await client.subscribe(f"{self.root}/v1/view/patch", qos=0)
+                self._client = client
+                self.connected.set()
+                await client.publish(alert_topics.state(self.root, "sync", self.id), b"1", qos=1)
+                backoff.reset()
+                log.info("notifier %s subscribed on %s:%s (%d receivers)", self.id, ep.host, ep.port,
+                         len(self.receivers))
+                try:
+                    async for msg in client.messages:
+                        raw = msg.payload if isinstance(msg.payload, bytes) else b""
+                        self._on_message(msg.topic.value, raw)
+                        await self._send_outbox()
+                finally:
+                    # a clean stop writes the markers still waiting (else: sent again at start)
+                    self._flush_marks()
                     try:
-                        async for msg in client.messages:
-                            raw = msg.payload if isinstance(msg.payload, bytes) else b""
-                            self._on_message(msg.topic.value, raw)
-                            await self._send_outbox()
-                    finally:
-                        # a clean stop writes the markers still waiting (else: sent again at start)
-                        self._flush_marks()
-                        try:
-                            await asyncio.wait_for(self._send_outbox(), 2.0)
-                        except Exception as exc:
-                            log.warning("notifier: markers not written at stop (%r)", exc)
-            except aiomqtt.MqttError as exc:
-                self._client = None
-                self.connected.clear()
-                delay = random.uniform(backoff / 2, backoff)
-                log.warning("notifier: broker connection lost (%s); reconnecting in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                backoff = min(backoff * 2, 5.0)
+                        await asyncio.wait_for(self._send_outbox(), 2.0)
+                    except Exception as exc:
+                        log.warning("notifier: markers not written at stop (%r)", exc)
+
+        def lost(_exc: Exception) -> None:
+            self._client = None
+            self.connected.clear()
+
+        await reconnect_forever(session, backoff, what="notifier", logger=log, on_lost=lost,
+                                brokers=self.brokers)
 
     def _flush_marks(self) -> None:
         if not self.ledger.ready:

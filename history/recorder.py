@@ -43,6 +43,7 @@ from history.second import topic as second_topic
 from history.store import Item, Writer
 from telemetry_bus.aio import cancel_and_wait
 from telemetry_bus.contract import decode_event, decode_json_value, decode_probe
+from telemetry_bus.reconnect import Backoff, Brokers, reconnect_forever
 
 if TYPE_CHECKING:
     from opsdash.config import Config
@@ -65,6 +66,8 @@ class RecorderService:
     def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.root = config.mqtt.topic_root
+        #: the brokers of mqtt.url in turn (failover to the next node of a cluster)
+        self.brokers = Brokers(config.mqtt.endpoints())
         self.rcfg = config.recorder
         h = config.history
         self.writer = Writer(h.url, h.retention_days, h.raw_hours, h.pool_size)
@@ -151,7 +154,7 @@ class RecorderService:
     def _client(self) -> aiomqtt.Client:
         from telemetry_bus.service import _folding_queue
 
-        ep = self.config.mqtt.endpoint()
+        ep = self.brokers.current
         return aiomqtt.Client(
             ep.host, ep.port, username=ep.username, password=ep.password,
             queue_type=_folding_queue(self.on_message),
@@ -160,25 +163,22 @@ class RecorderService:
             tls_params=aiomqtt.TLSParameters() if ep.tls else None)
 
     async def _mqtt_loop(self) -> None:
-        backoff = 0.2
-        while True:
-            try:
-                async with self._client() as client:
-                    r = self.root
-                    subs = (second_topic(r), f"{r}/v1/svc/+/+/events", f"{r}/v1/probe/+", f"{r}/v1/alerts/#")
-                    for t in subs:
-                        await client.subscribe(t, qos=1)
-                    self.connected.set()
-                    backoff = 0.2
-                    log.info("recorder subscribed under %s", r)
-                    async for _ in client.messages:  # folded in on_message (see _folding_queue)
-                        pass
-            except aiomqtt.MqttError as exc:
-                self.connected.clear()
-                delay = random.uniform(backoff / 2, backoff)
-                log.warning("recorder: broker connection lost (%s); reconnecting in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                backoff = min(backoff * 2, 5.0)
+        backoff = Backoff(0.2, 5.0)
+
+        async def session() -> None:
+            async with self._client() as client:
+                r = self.root
+                subs = (second_topic(r), f"{r}/v1/svc/+/+/events", f"{r}/v1/probe/+", f"{r}/v1/alerts/#")
+                for t in subs:
+                    await client.subscribe(t, qos=1)
+                self.connected.set()
+                backoff.reset()
+                log.info("recorder subscribed under %s on %s", r, self.brokers)
+                async for _ in client.messages:  # folded in on_message (see _folding_queue)
+                    pass
+
+        await reconnect_forever(session, backoff, what="recorder", logger=log,
+                                on_lost=lambda _exc: self.connected.clear(), brokers=self.brokers)
 
     async def _connect_db(self) -> None:
         backoff = 0.5

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 if TYPE_CHECKING:
     from opsdash.config import Config
+    from telemetry_bus.config import MqttEndpoint
     from telemetry_bus.reporter import Reporter
 
 Part = Literal["aggregator", "probes", "gateway", "recorder", "notifier"]
@@ -107,11 +108,24 @@ async def _check_gateway(config: Config, url: str | None, timeout: float) -> tup
 
 
 async def _check_bus(config: Config, part: str, instance: str, timeout: float) -> tuple[bool, str]:
+    """Listen on the first broker of ``mqtt.url`` that answers (the nodes of a cluster in turn)."""
     import aiomqtt
 
-    ep = config.mqtt.endpoint()
+    errors: list[str] = []
+    for ep in config.mqtt.endpoints():
+        try:
+            return await _check_bus_on(ep, config, part, instance, timeout)
+        except aiomqtt.MqttError as exc:
+            errors.append(f"broker {ep.host}:{ep.port}: {exc}")
+    return False, f"{part}: " + "; ".join(errors)
+
+
+async def _check_bus_on(ep: MqttEndpoint, config: Config, part: str, instance: str,
+                        timeout: float) -> tuple[bool, str]:
+    import aiomqtt
+
     root = config.mqtt.topic_root
-    svc = f"{root}/v1/svc/{service_name(part)}/{instance}"
+    svc = f"{root}/v1/svc/{service_name(part)}/{config.mqtt.topic_name(instance)}"
     want_patch = part == "aggregator"
     heartbeat: dict[str, Any] | None = None
     status: dict[str, Any] | None = None
@@ -143,8 +157,6 @@ async def _check_bus(config: Config, part: str, instance: str, timeout: float) -
                         break
     except TimeoutError:
         pass
-    except aiomqtt.MqttError as exc:
-        return False, f"{part}: broker {ep.host}:{ep.port}: {exc}"
     if heartbeat is not None and heartbeat.get("health") == "down":
         return False, f"{part} {instance} reports down: {heartbeat.get('detail', '')}"
     if status is not None and status.get("state") == "offline" and heartbeat is None:
