@@ -44,6 +44,7 @@ import msgspec
 
 from opsdash.config import ENV_ALIASES, Config
 from opsdash.servers import Mosquitto, PrivatePostgres
+from probes.config import ProcessTarget
 
 log = logging.getLogger("opsdash.demo")
 
@@ -304,6 +305,12 @@ class Demo:
         # 3b. alerts: a webhook receiver stand-in that logs what it gets, and rules for the scenario
         cfg = await self._alerts(cfg)
 
+        if not self._configured("probes", "processes", "targets"):
+            cfg = _replace(cfg, "probes", processes=msgspec.structs.replace(
+                cfg.probes.processes, targets=self._process_targets()))
+            self.say("memory and CPU per simulated instance, broker and database from /proc and cgroups "
+                     "(no Docker here; set OPSDASH_PROBES__PROCESSES__TARGETS for others)")
+
         # 4. where the dashboard is served
         from gateway.config import parse_listen
 
@@ -343,6 +350,26 @@ class Demo:
                            summary="delivery backlog: {value} webhook jobs pending"),
             ])
         return msgspec.structs.replace(cfg, alerts=acfg)
+
+    def _process_targets(self) -> list[ProcessTarget]:
+        """What the capacity section's memory shows in the demo: every simulated instance (one OS
+        process each), the private broker and database (postgres with its backends), and opsdash."""
+        from opsdash.simulator import SERVICES
+
+        targets = [ProcessTarget(name="opsdash", service="opsdash", pid=os.getpid())]
+        if not self.args.no_simulator:
+            for svc in SERVICES:
+                for i in range(1, self.sim_settings.instances.get(svc, 0) + 1):
+                    targets.append(ProcessTarget(
+                        name=f"{svc}-{i}", service=svc,
+                        match=rf"opsdash\.simulator instance --service {svc} --index {i} ",
+                        under_pid=os.getpid()))  # not another demo's instances on this host
+        if self.mosquitto is not None and self.mosquitto.proc is not None:
+            targets.append(ProcessTarget(name="mosquitto", service="mqtt", pid=self.mosquitto.proc.pid))
+        if self.postgres is not None:
+            targets.append(ProcessTarget(name="postgres", service="postgres", tree=True,
+                                         pid_file=str(self.postgres.datadir / "postmaster.pid")))
+        return targets
 
     async def _serve(self) -> None:
         if self.stop.is_set():  # stopped while starting

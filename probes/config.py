@@ -28,6 +28,8 @@ __all__ = [
     "PostgresProbeConfig",
     "ProbeSettings",
     "ProbesConfig",
+    "ProcessTarget",
+    "ProcessesProbeConfig",
 ]
 
 _TOPIC_RE: Final = re.compile(r"^[^#+\x00]{1,200}$")
@@ -248,6 +250,64 @@ class DiskProbeConfig(ProbeSettings, frozen=True, kw_only=True, forbid_unknown_f
         return [(role, path) for role, path in out if path]
 
 
+class ProcessTarget(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One process, systemd unit or cgroup whose memory and CPU the processes probe reports.
+    Exactly one of ``unit``, ``cgroup``, ``match``, ``pid``, ``pid_file``."""
+
+    #: The row's name in the capacity section (like a container name, e.g. ``ingest-1``).
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    #: The service it belongs to (e.g. ``ingest``).
+    service: str = ""
+    #: A systemd unit (``ingest@1.service``): its cgroup, looked up under ``cgroup_root``.
+    unit: str = ""
+    #: A cgroup path under the (memory) hierarchy, e.g. ``/system.slice/ingest.service``.
+    cgroup: str = ""
+    #: A regular expression searched in each process's command line (arguments joined by spaces).
+    match: str = ""
+    pid: Annotated[int, msgspec.Meta(ge=0)] = 0
+    #: A file holding the pid in its first word (e.g. PostgreSQL's ``postmaster.pid``).
+    pid_file: str = ""
+    #: With ``pid`` / ``pid_file``: count the process's descendants too (PostgreSQL's backends).
+    tree: bool = False
+    #: With ``match``: only processes descending from this pid (a supervisor's own children, when
+    #: another copy of the same program runs on the host).
+    under_pid: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+    def __post_init__(self) -> None:
+        given = [k for k in ("unit", "cgroup", "match", "pid", "pid_file") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(f"name {self.name!r}: give exactly one of unit, cgroup, match, pid, pid_file "
+                             f"(got {', '.join(given) or 'none'})")
+        if self.match:
+            try:
+                re.compile(self.match)
+            except re.error as exc:
+                raise ValueError(f"match {self.match!r} is not a regular expression: {exc}") from None
+
+
+class ProcessesProbeConfig(ProbeSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Memory and CPU per process / unit / cgroup where there is no Docker socket (probes/processes.py)."""
+
+    period_s: PeriodS = 5.0
+    timeout_s: TimeoutS = 4.0
+    latency_budget_ms: BudgetMs = 2000.0
+    targets: list[ProcessTarget] = msgspec.field(default_factory=list)
+    proc_root: Annotated[str, msgspec.Meta(pattern=r"^/")] = "/proc"
+    cgroup_root: Annotated[str, msgspec.Meta(pattern=r"^/")] = "/sys/fs/cgroup"
+    #: Gap between the two samples CPU % is computed from.
+    cpu_sample_s: PositiveS = 1.0
+    #: A target using more than this fraction of its memory limit makes the probe "degraded".
+    memory_warn_ratio: Ratio = 0.9
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.cpu_sample_s >= self.timeout_s:
+            raise ValueError(f"cpu_sample_s must be within 0..timeout_s, got {self.cpu_sample_s!r}")
+        names = [t.name for t in self.targets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"targets: names must be unique, got {names!r}")
+
+
 class ProbesConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     #: The platform's PostgreSQL (``OPSDASH_DATABASE_URL``); default of ``postgres.url`` and ``platform.url``.
     database_url: str = ""
@@ -258,6 +318,7 @@ class ProbesConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     keycloak: KeycloakProbeConfig = KeycloakProbeConfig()
     docker: DockerProbeConfig = DockerProbeConfig()
     disk: DiskProbeConfig = DiskProbeConfig()
+    processes: ProcessesProbeConfig = ProcessesProbeConfig()
 
     def __post_init__(self) -> None:
         _check_db_url("database_url", self.database_url)

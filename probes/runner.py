@@ -218,6 +218,7 @@ def build_probes(pc: ProbesConfig, mqtt: MqttConfig) -> list[Probe]:
     from probes.mqtt import MqttProbe
     from probes.platform import PlatformProbe
     from probes.postgres import PostgresProbe
+    from probes.processes import ProcessesProbe
 
     candidates: Sequence[Probe] = [
         PostgresProbe(pc.postgres, url=pc.postgres_url()),
@@ -227,5 +228,7 @@ def build_probes(pc: ProbesConfig, mqtt: MqttConfig) -> list[Probe]:
         KeycloakProbe(pc.keycloak),
         DockerProbe(pc.docker),
         DiskProbe(pc.disk),
+        # where there is no Docker socket: memory and CPU of the configured processes / units
+        ProcessesProbe(pc.processes, docker_socket=pc.docker.socket if pc.docker.enabled else None),
     ]
     return [p for p in candidates if p.settings.enabled]

@@ -30,7 +30,7 @@ HOUR: Final = 3600
 ERROR_CATEGORIES: Final = ("ingest_failures", "delivery_failures", "auth_failures", "rate_limited",
                            "quarantined")
 #: Probe targets whose results feed the capacity and aggregates sections rather than the health grid.
-CAPACITY_PROBES: Final = frozenset({"disk", "docker", "platform"})
+CAPACITY_PROBES: Final = frozenset({"disk", "docker", "processes", "platform"})
 
 
 def iso(ts: float) -> str:

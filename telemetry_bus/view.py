@@ -225,6 +225,14 @@ def capacity_section(ctx: SectionContext) -> dict[str, Any]:
     km, kd, kfields = _probe_fresh(s, "docker")
     docker_probe = s.probes.get("docker")
     containers = kd.get("containers") if isinstance(kd.get("containers"), list) else None
+    source = "docker"
+    if containers is None:
+        # no Docker here: the processes probe's rows (cgroup v2 / v1 or /proc), same shape
+        xm, xd, xfields = _probe_fresh(s, "processes")
+        if isinstance(xd.get("containers"), list):
+            containers, source, kfields = xd["containers"], "processes", xfields
+            km = {"containers_running": xm.get("processes_running"),
+                  "containers_total": xm.get("processes_total")}
     return {
         # Sizes in bytes, as the probes measure them (the REST layer adds the seed's GB / MB fields).
         "disk": {
@@ -249,7 +257,8 @@ def capacity_section(ctx: SectionContext) -> dict[str, Any]:
             "reason": (docker_probe.result.error if docker_probe else "no docker probe result yet")
             if containers is None else None,
             "containers": containers, "running": km.get("containers_running"),
-            "total": km.get("containers_total"), **kfields,
+            "total": km.get("containers_total"), "source": source if containers is not None else None,
+            **kfields,
         },
     }
 

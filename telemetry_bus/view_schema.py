@@ -183,6 +183,8 @@ class Container(msgspec.Struct, kw_only=True, omit_defaults=True):
 class Memory(_S):
     available: bool | None = None
     reason: str | None = None
+    #: Where the rows come from: ``docker`` (the docker probe) or ``processes`` (cgroup / /proc).
+    source: str | None = None
     containers: list[Container] | None = None
     running: Count | None = None
     total: Count | None = None

@@ -161,6 +161,27 @@ def test_demo_from_the_readme_command(temp_base: Path) -> None:
         assert aggregates["tenants"]["total"] == 40, aggregates
         assert aggregates["devices"]["registered"] >= 3000, aggregates
         assert 0 < aggregates["devices"]["online"] < aggregates["devices"]["registered"], aggregates
+        # memory without Docker (issue 16): every simulated instance, the broker, the database and
+        # opsdash itself, from /proc and cgroups; each figure agrees with the kernel's VmRSS
+        deadline = time.monotonic() + scaled(30)
+        memory: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            memory = (_json(url + "/operator/system/capacity") or {}).get("memory") or {}
+            if len([c for c in memory.get("containers") or [] if c.get("mem_bytes")]) >= 12:
+                break
+            time.sleep(0.5)
+        rows = {c["name"]: c for c in memory.get("containers") or []}
+        assert memory.get("available") is True and memory.get("source") == "processes", memory
+        expected = {"opsdash", "mosquitto", "postgres", "ingest-1", "ingest-2", "ingest-3", "evaluator-1",
+                    "evaluator-2", "dispatcher-1", "dispatcher-2", "delivery-1", "delivery-2"}
+        assert expected <= set(rows), sorted(rows)
+        assert all(rows[n]["state"] == "running" and rows[n]["mem_bytes"] > 2**20 for n in expected), rows
+        assert rows["postgres"]["pids"] >= 3  # the postmaster and its backends
+        pid = int(_processes_mentioning("opsdash.simulator instance --service ingest --index 1 ")[0]
+                  .split(":")[0])
+        rss = int(next(ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines()
+                       if ln.startswith("VmRSS:")).split()[1]) * 1024
+        assert abs(rows["ingest-1"]["mem_bytes"] - rss) < 0.25 * rss, (rows["ingest-1"], rss)
         # history: a database of its own with the simulated past, newest hour first (issue 11)
         assert "history: database opsdash on the same server" in "\n".join(lines), "\n".join(lines[-40:])
         deadline = time.monotonic() + scaled(120)

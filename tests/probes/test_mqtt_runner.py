@@ -196,6 +196,7 @@ async def test_run_probes_publishes_every_enabled_target(
         "keycloak",
         "docker",
         "disk",
+        "processes",
     ]
     ep = config.mqtt.endpoint()
     got: dict[str, ProbeResult] = {}
@@ -207,7 +208,7 @@ async def test_run_probes_publishes_every_enabled_target(
                 async for m in sub.messages:
                     assert isinstance(m.payload, bytes)
                     got[m.topic.value.rsplit("/", 1)[1]] = decode_probe(m.payload)
-                    if len(got) == 7:
+                    if len(got) == 8:
                         break
         finally:
             task.cancel()
@@ -215,6 +216,7 @@ async def test_run_probes_publishes_every_enabled_target(
     assert got["disk"].status in ("healthy", "degraded")
     assert got["platform"].status == "degraded"  # empty database: the reference tables do not exist
     assert got["docker"].error == "unavailable: no docker socket"
+    assert got["processes"].error == "unavailable: no processes configured (probes.processes.targets)"
     assert got["influxdb"].status == "unknown" and "probes.influxdb.url" in (got["influxdb"].error or "")
 
 

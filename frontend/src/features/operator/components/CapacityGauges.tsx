@@ -79,7 +79,7 @@ export function CapacityGauges({ view }: { view: View | null }) {
         detail={`data ${fmtBytes(influx?.data_bytes)}`}
       />
       <div class="mem" data-testid="memory">
-        <div class="gauge-label">Container memory</div>
+        <div class="gauge-label">{cap?.memory?.source === "processes" ? "Memory by process" : "Container memory"}</div>
         {cap?.memory?.available === false && (
           <div class="muted">unknown: {cap.memory.reason ?? "container metrics unavailable"}</div>
         )}
