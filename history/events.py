@@ -49,7 +49,10 @@ __all__ = [
     "encode_cursor",
     "error_counts",
     "event_json",
+    "matches_terms",
     "search_events",
+    "search_terms",
+    "searched_words",
     "tsquery_text",
 ]
 
@@ -120,32 +123,61 @@ def at_least(severity: str) -> tuple[str, ...]:
     return SEVERITIES[SEVERITIES.index(severity):]
 
 
+def search_terms(q: str) -> list[tuple[str, ...]]:
+    """The terms of a search text, each a sequence of lower-case words that must appear in that order.
+
+    >>> search_terms("ACME webhook_timeout, 'x' acme")
+    [('acme',), ('webhook', 'timeout'), ('x',)]
+
+    Raises EventQueryError when ``q`` has no letter or digit, or too many or too long words.
+    """
+    groups: list[tuple[str, ...]] = []
+    for term in _TERM_RE.findall(q):
+        words = tuple(w.lower() for w in _WORD_RE.findall(term))
+        if not words:
+            continue
+        if any(len(w) > MAX_WORD_CHARS for w in words):
+            raise EventQueryError("q", f"q has a word longer than {MAX_WORD_CHARS} characters")
+        if words not in groups:
+            groups.append(words)
+        if sum(len(g) for g in groups) > MAX_WORDS:
+            raise EventQueryError("q", f"q has more than {MAX_WORDS} words")
+    if not groups:
+        raise EventQueryError("q", "q must contain at least one letter or digit")
+    return groups
+
+
 def tsquery_text(q: str) -> str:
     """The tsquery (``to_tsquery('simple', ...)`` syntax) of a search text: every term must match.
 
     >>> tsquery_text("ACME webhook_timeout, 'x'")
     "'acme' & 'webhook' <-> 'timeout' & 'x'"
-
-    Raises EventQueryError when ``q`` has no letter or digit, or too many or too long words.
     """
-    groups: list[list[str]] = []
-    seen: set[tuple[str, ...]] = set()
-    for term in _TERM_RE.findall(q):
-        words = [w.lower() for w in _WORD_RE.findall(term)]
-        if not words:
-            continue
-        if any(len(w) > MAX_WORD_CHARS for w in words):
-            raise EventQueryError("q", f"q has a word longer than {MAX_WORD_CHARS} characters")
-        key = tuple(words)
-        if key not in seen:
-            seen.add(key)
-            groups.append(words)
-    if not groups:
-        raise EventQueryError("q", "q must contain at least one letter or digit")
-    if sum(len(g) for g in groups) > MAX_WORDS:
-        raise EventQueryError("q", f"q has more than {MAX_WORDS} words")
     # only letters and digits inside the quotes: nothing in q can be read as tsquery syntax
-    return " & ".join(" <-> ".join(f"'{w}'" for w in g) for g in groups)
+    return " & ".join(" <-> ".join(f"'{w}'" for w in g) for g in search_terms(q))
+
+
+def searched_words(service: str, instance: str, type_: str, message: str,
+                   attrs: dict[str, str]) -> list[str]:
+    """The words of an event that a search sees, in order: the same text and splitting as the stored
+    ``search`` column (for the live tail, which matches in Python)."""
+    text = " ".join((type_, service, instance, message, *attrs.values()))
+    return [w.lower() for w in _WORD_RE.findall(text)]
+
+
+def matches_terms(terms: list[tuple[str, ...]], words: list[str]) -> bool:
+    """Whether every term occurs in ``words`` (a term of several words as a contiguous run)."""
+    present = set(words)
+    for term in terms:
+        if not present.issuperset(term):
+            return False
+        if len(term) > 1:
+            n = len(term)
+            first = term[0]
+            if not any(words[i:i + n] == list(term)
+                       for i, w in enumerate(words) if w == first):
+                return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from history.events import (
 )
 from history.schema import migrate
 
-T0 = 1_795_939_200.0  # 2026-11-30T08:00:00Z
+T0 = 1_795_939_200.0  # 2026-11-29T08:00:00Z
 SERVICES = ("ingest", "delivery", "evaluator")
 TYPES = ("parse_error", "webhook_timeout", "log", "quarantined")
 
@@ -232,3 +232,31 @@ async def test_error_counts_for_any_range(conn: asyncpg.Connection) -> None:
         assert got["by_service"].get(svc, 0) == sum(e["service"] == svc for e in keep)
     for t in TYPES:
         assert got["by_type"].get(t, 0) == sum(e["type"] == t for e in keep)
+
+
+async def test_the_live_tails_matcher_agrees_with_the_store(conn: asyncpg.Connection) -> None:
+    """The tail matches q in Python; it must find exactly what the stored search finds."""
+    from history.events import matches_terms, search_terms, searched_words
+    rng = random.Random(3)
+    vocab = ["acme", "globex", "timed", "out", "post", "dev", "0042", "hooks", "example", "retry",
+             "straße", "3", "ms"]
+    events = []
+    for k in range(200):
+        words = [rng.choice(vocab) for _ in range(rng.randrange(1, 7))]
+        seps = [rng.choice([" ", "-", ".", ", ", "/", "_", ": "]) for _ in words]
+        message = "".join(w + s for w, s in zip(words, seps, strict=True))
+        events.append({"ts": T0 + k, "service": "delivery", "instance": "delivery-1", "seq": k + 1,
+                       "type": "log", "severity": "error", "message": message,
+                       "attrs": {"tenant": rng.choice(vocab)}})
+    stored = await insert(conn, events)
+    queries = ["acme", "ACME globex", "timed-out", "out-timed", "dev-0042", "hooks.example", "3ms",
+               "3 ms", "straße", "post_retry", "delivery log acme"]
+    queries += [" ".join(rng.choice(vocab) + rng.choice(["", "-dev", ".", ","]) for _ in range(2))
+                for _ in range(30)]
+    for q in queries:
+        got = {e["id"] for e in await all_pages(conn, EventFilter(q=q, limit=MAX_LIMIT))}
+        terms = search_terms(q)
+        want = {e["id"] for e in stored
+                if matches_terms(terms, searched_words(e["service"], e["instance"], e["type"],
+                                                       e["message"], e["attrs"]))}
+        assert got == want, q
