@@ -18,6 +18,14 @@ export interface LiveOptions {
 
 type Listener = (s: LiveState) => void;
 
+/** A live-tail frame (docs/websocket.md): new events matching the tail filter. */
+export interface EventsFrame {
+  type: "events";
+  dropped: number;
+  events: import("./events").EventItem[];
+}
+type EventsListener = (f: EventsFrame) => void;
+
 export function liveUrl(loc: Location = window.location): string {
   const scheme = loc.protocol === "https:" ? "wss:" : "ws:";
   return `${scheme}//${loc.host}/operator/system/live`;
@@ -34,6 +42,9 @@ export class LiveClient {
   private readonly random: () => number;
   private readonly WS: typeof WebSocket;
   private sections: string[] | undefined;
+  /** The live tail's filter (null: no tail); sent again after every hello (reconnects included). */
+  private tail: Record<string, unknown> | null = null;
+  private eventsListeners = new Set<EventsListener>();
 
   constructor(private readonly opts: LiveOptions) {
     this.now = opts.now ?? Date.now;
@@ -70,6 +81,23 @@ export class LiveClient {
     if (token) hello.token = token;
     if (this.sections) hello.sections = this.sections;
     return hello;
+  }
+
+  /**
+   * Tail events matching `filter` (null: stop). Kept across reconnects: the tail is asked for again
+   * after each hello. Frames go to onEvents() listeners, not to the view reducer.
+   */
+  setTail(filter: Record<string, unknown> | null): void {
+    this.tail = filter;
+    const ws = this.ws;
+    if (ws && ws.readyState === 1 && this.state.phase !== "connecting") {
+      ws.send(JSON.stringify(filter ? { type: "tail", filter } : { type: "untail" }));
+    }
+  }
+
+  onEvents(fn: EventsListener): () => void {
+    this.eventsListeners.add(fn);
+    return () => this.eventsListeners.delete(fn);
   }
 
   getState(): LiveState {
@@ -169,6 +197,7 @@ export class LiveClient {
     ws.onopen = () => {
       if (this.ws !== ws) return;
       ws.send(JSON.stringify(this.hello(token)));
+      if (this.tail) ws.send(JSON.stringify({ type: "tail", filter: this.tail }));
       this.dispatch({ type: "open", now: this.now() });
     };
     ws.onmessage = (ev: MessageEvent) => {
@@ -177,6 +206,10 @@ export class LiveClient {
       try {
         msg = JSON.parse(ev.data) as ServerMsg;
       } catch {
+        return;
+      }
+      if (msg && typeof msg === "object" && (msg as { type: unknown }).type === "events") {
+        for (const fn of this.eventsListeners) fn(msg as unknown as EventsFrame);
         return;
       }
       if (msg && typeof msg === "object" && typeof msg.type === "string") {

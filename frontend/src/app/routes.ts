@@ -12,6 +12,7 @@ import { AlertsPage } from "../features/alerts/AlertsPage";
 import { HistoryPage } from "../features/history/HistoryPage";
 import { ComponentPage, componentSections } from "../features/component/ComponentPage";
 import { GRAPH_SECTIONS } from "../features/graph/model";
+import { LogsPage } from "../features/logs/LogsPage";
 import { Dashboard } from "../features/operator/Dashboard";
 import { lazyPage } from "./lazy";
 import { placeholder } from "./Placeholder";
@@ -35,7 +36,7 @@ const GraphPage = lazyPage(() => import("../features/graph/GraphPage"));
 export const routes: RouteDef[] = [
   { path: "/", title: "System status", nav: "Status", component: Dashboard },
   { path: "/history", title: "History", nav: "History", component: HistoryPage },
-  { path: "/logs", title: "Logs", nav: "Logs", component: placeholder("Log search and live tail") },
+  { path: "/logs", title: "Logs", nav: "Logs", component: LogsPage },
   { path: "/graph", title: "Dependency graph", nav: "Graph", component: GraphPage, sections: GRAPH_SECTIONS },
   { path: "/alerts", title: "Alerts", nav: "Alerts", component: AlertsPage },
   {

@@ -1,6 +1,7 @@
 import { useLayoutEffect, useRef } from "preact/hooks";
 import type { ErrorEvent, View } from "../../../api/types";
 import { fmtClock, fmtCount, humanize, isoToTs, UNKNOWN } from "../../../utils/format";
+import { logsAround } from "../../logs/model";
 import { Figure } from "./Figure";
 
 const COUNTS = [
@@ -78,7 +79,18 @@ export function ErrorFeed({ view, limit, fit = false }: { view: View | null; lim
               return (
                 <tr class={`sev-${sev}`} key={e.id ?? `${eventTs(e)}-${i}`} data-testid="error-row">
                   <td class="mono">
-                    <span class="sev-icon" aria-label={sev} title={sev}>{SEV_ICON[sev] ?? "•"}</span> {fmtClock(eventTs(e))}
+                    <span class="sev-icon" aria-label={sev} title={sev}>{SEV_ICON[sev] ?? "•"}</span>{" "}
+                    {eventTs(e) === null ? (
+                      fmtClock(eventTs(e))
+                    ) : (
+                      <a
+                        href={logsAround(typeof e.reporter_ts === "number" ? e.reporter_ts : (eventTs(e) as number), e.service)}
+                        title="the events around this one (± 1 min, same service)"
+                        data-testid="error-logs-link"
+                      >
+                        {fmtClock(eventTs(e))}
+                      </a>
+                    )}
                   </td>
                   <td>{e.instance ?? e.service ?? UNKNOWN}</td>
                   <td>{humanize(e.type)}</td>

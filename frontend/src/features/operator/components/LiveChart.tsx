@@ -4,10 +4,19 @@ import "uplot/dist/uPlot.min.css";
 import type { SeriesPoint } from "../../../api/types";
 import { buildOptions, type Line, toColumns } from "../../../utils/uplot/options";
 
+/** A marker that is also a link (to the log page around it). */
+export interface MarkerLink {
+  ts: number;
+  href: string;
+  label: string;
+}
+
 export interface LiveChartProps {
   series: (SeriesPoint[] | null | undefined)[];
   lines: Line[];
   markers: number[];
+  /** Clickable markers: links placed over the chart at their times (drawn at every redraw). */
+  markerLinks?: MarkerLink[];
   windowS: number;
   testId?: string;
   label: string;
@@ -26,10 +35,40 @@ function axisStyle(): { fontPx: number; axisColor: string } {
  * A uPlot line chart created once, fed with `setData` on every update (no re-creation, no flicker),
  * resized with its box, destroyed on unmount.
  */
-export function LiveChart({ series, lines, markers, windowS, testId, label, onZoom }: LiveChartProps) {
+/** Put one link per marker in view over the plot (inside uPlot's overlay, so they move with it). */
+function placeMarkerLinks(u: uPlot, links: MarkerLink[]): void {
+  let layer = u.over.querySelector<HTMLDivElement>(".chart-marker-links");
+  if (!layer) {
+    layer = document.createElement("div");
+    layer.className = "chart-marker-links";
+    u.over.appendChild(layer);
+  }
+  const [min, max] = [u.scales.x?.min ?? 0, u.scales.x?.max ?? 0];
+  const shown = links.filter((m) => m.ts >= min && m.ts <= max).slice(-60);
+  const want = shown.map((m) => `${m.href}@${Math.round(u.valToPos(m.ts, "x"))}`).join(" ");
+  if (layer.dataset.key === want) return;
+  layer.dataset.key = want;
+  layer.replaceChildren(
+    ...shown.map((m) => {
+      const a = document.createElement("a");
+      a.className = "chart-marker";
+      a.href = m.href;
+      a.textContent = "▼";
+      a.title = m.label;
+      a.setAttribute("aria-label", m.label);
+      a.dataset.testid = "chart-marker";
+      a.style.left = `${u.valToPos(m.ts, "x")}px`;
+      return a;
+    }),
+  );
+}
+
+export function LiveChart({ series, lines, markers, markerLinks, windowS, testId, label, onZoom }: LiveChartProps) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   const markersRef = useRef<number[]>(markers);
+  const linksRef = useRef<MarkerLink[]>(markerLinks ?? []);
+  linksRef.current = markerLinks ?? [];
   const latestRef = useRef<number | null>(null);
   const zoomRef = useRef(onZoom);
   zoomRef.current = onZoom;
@@ -51,6 +90,9 @@ export function LiveChart({ series, lines, markers, windowS, testId, label, onZo
       ...axisStyle(),
       onSelect: onZoom ? (a, b) => zoomRef.current?.(a, b) : undefined,
     });
+    if (markerLinks) {
+      opts.hooks = { ...opts.hooks, draw: [...(opts.hooks?.draw ?? []), (p: uPlot) => placeMarkerLinks(p, linksRef.current)] };
+    }
     const u = new uPlot(opts, toColumns(series) as uPlot.AlignedData, el);
     plot.current = u;
     let ro: ResizeObserver | null = null;

@@ -1,8 +1,9 @@
 import type { View } from "../../../api/types";
 import { chartForService } from "../../../state/live/selectors";
 import { fmtCount, fmtDecimal, fmtMs, fmtRelErr, isoToTs } from "../../../utils/format";
+import { logsAround } from "../../logs/model";
 import { Figure } from "./Figure";
-import { LiveChart } from "./LiveChart";
+import { LiveChart, type MarkerLink } from "./LiveChart";
 
 const RATES = [
   { id: "ingest", title: "Ingestion", series: "ingest_rate", field: "ingest_rate_per_sec", unit: "msg/s", color: "#4ea1ff" },
@@ -28,10 +29,29 @@ export function errorMarkers(view: View | null): Record<"ingest" | "alert" | "de
   return out;
 }
 
+/** The same markers as links to the log page: the events around each one (± 1 min, its service). */
+export function errorMarkerLinks(view: View | null): Record<"ingest" | "alert" | "delivery", MarkerLink[]> {
+  const out = { ingest: [] as MarkerLink[], alert: [] as MarkerLink[], delivery: [] as MarkerLink[] };
+  for (const e of view?.errors?.errors ?? []) {
+    if (e.severity && e.severity !== "error" && e.severity !== "critical") continue;
+    const chart = chartForService(e.service);
+    const ts = typeof e.ts === "number" ? e.ts : isoToTs(e.timestamp);
+    if (!chart || ts === null) continue;
+    const at = typeof e.reporter_ts === "number" ? e.reporter_ts : ts;
+    out[chart].push({
+      ts,
+      href: logsAround(at, e.service),
+      label: `${e.service ?? "?"} ${e.type ?? "error"} at ${new Date(ts * 1000).toLocaleTimeString()}: the events around it`,
+    });
+  }
+  return out;
+}
+
 export function ThroughputChart({ view, windowS, onZoom }: { view: View | null; windowS: number; onZoom?: (a: number, b: number) => void }) {
   const t = view?.metrics?.throughput;
   const lat = view?.metrics?.latency;
   const markers = errorMarkers(view);
+  const links = errorMarkerLinks(view);
   const period = view?.metrics?.window_s ?? 60;
   return (
     <div class="charts">
@@ -55,6 +75,7 @@ export function ThroughputChart({ view, windowS, onZoom }: { view: View | null; 
             series={[view?.series?.[r.series]]}
             lines={[{ label: r.title, color: r.color, unit: r.unit }]}
             markers={markers[r.id]}
+            markerLinks={links[r.id]}
             windowS={windowS}
             onZoom={onZoom}
             testId={`chart-${r.id}`}
