@@ -90,6 +90,10 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     send_buffer_limit_bytes: Annotated[int, msgspec.Meta(ge=4096)] = 512 * 1024
     #: A client that stays over the limit this long is dropped.
     lag_drop_after_s: Positive = 30.0
+    #: Live tail of events (docs/websocket.md): most events sent to one client per second (burst
+    #: ``tail_burst``); the rest are counted and the client is told how many.
+    tail_rate_per_s: Positive = 50.0
+    tail_burst: PosInt = 200
     #: ``none`` (default: measured 3x CPU and 4x memory for deflate, docs/gateway.md) or ``deflate``.
     compression: Literal["none", "deflate"] = "none"
     #: WebSocket keepalive ping interval and timeout.

@@ -140,6 +140,10 @@ class Client:
 
 
 MessageHandler = Callable[["Client", dict[str, Any]], Awaitable[None]]
+#: (service, instance, payload) of a message on ``<root>/v1/svc/+/+/events``.
+BusEventHandler = Callable[[str, str, bytes], None]
+#: The error-feed entries a view patch brought (newest first).
+FeedHandler = Callable[[list[dict[str, Any]]], None]
 
 
 #: Why a connection, message or request was refused (``opsdash_gateway_refused_total{reason}``).
@@ -326,6 +330,11 @@ class Gateway:
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
         self.routes = RouteTable()
         self._messages: dict[str, MessageHandler] = {}
+        #: the bus events and feed entries an endpoint module asked for (gateway/events_api.py)
+        self._bus_events: list[BusEventHandler] = []
+        self._feeds: list[FeedHandler] = []
+        self._housekeepers: list[Callable[[], None]] = []
+        self.events: Any = None  # gateway/events_api.EventsApi, set by its install()
         self.on_message("hello", self._msg_hello)
         self.on_message("resync", self._msg_resync)
         self._builtin_routes()
@@ -472,6 +481,8 @@ class Gateway:
                 keepalive=self.mqtt.keepalive_s, max_queued_incoming_messages=1000,
                 tls_context=ssl.create_default_context() if ep.tls else None) as client:
             await client.subscribe(f"{root}/v1/view/#", qos=1)
+            if self._bus_events:  # the live tail (gateway/events_api.py)
+                await client.subscribe(f"{root}/v1/svc/+/+/events", qos=0)
             self.mqtt_connected = True
             self.counters.mqtt_connects_total += 1
             backoff.reset()
@@ -491,8 +502,17 @@ class Gateway:
             if topic == snap_topic:
                 outcome = self.store.apply_snapshot(decode_snapshot(payload), now)
             elif topic == patch_topic:
-                outcome = self.store.apply_patch(decode_patch(payload), now)
+                patch = decode_patch(payload)
+                outcome = self.store.apply_patch(patch, now)
+                if patch.errors:
+                    for on_feed in self._feeds:
+                        on_feed(patch.errors)
             else:
+                if topic.endswith("/events") and self._bus_events:
+                    parts = topic.rsplit("/", 3)  # .../svc/<service>/<instance>/events
+                    if len(parts) == 4:
+                        for on_event in self._bus_events:
+                            on_event(parts[1], parts[2], payload)
                 return
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             self.counters.bad_messages_total += 1
@@ -633,6 +653,8 @@ class Gateway:
                         self._drop(c, "slow client: stayed over the send buffer limit")
                     elif size <= self.cfg.send_buffer_limit_bytes // 2:
                         self._send_snapshot(c)
+            for fn in self._housekeepers:
+                fn()
             if len(self.buckets) > 10000:
                 self.buckets = {a: b for a, b in self.buckets.items() if b.tokens < b.burst - 1}
 
@@ -817,6 +839,23 @@ class Gateway:
         for name in SEED_SECTIONS:
             r.get(f"/operator/system/{name}", self._get_section, section=name)
         r.get("/operator/system/series", self._get_series, section="series", query=SeriesParams)
+
+    def on_bus_events(self, on_event: BusEventHandler, on_feed: FeedHandler) -> None:
+        """Also receive every service event of the bus and the feed entries of each view patch."""
+        self._bus_events.append(on_event)
+        self._feeds.append(on_feed)
+
+    def on_housekeeping(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` with the gateway's housekeeping (every 0.25 s)."""
+        self._housekeepers.append(fn)
+
+    def client_buffer(self, c: Client) -> int:
+        """Bytes queued for ``c`` (-1: closing)."""
+        return self._buffered(c)
+
+    def send_frame(self, c: Client, data: bytes) -> None:
+        """Send one encoded frame to one client (counted like every frame)."""
+        self._send(c, data)
 
     def on_start(self, fn: Callable[[], Awaitable[None]]) -> None:
         """Run ``fn`` when the gateway starts (before it listens): an endpoint module's resources."""

@@ -223,23 +223,29 @@ async def ensure_partitions(conn: asyncpg.Connection, now: datetime, ahead_days:
                             days: list[date] | None = None) -> int:
     """Create the daily partitions of every table for ``days`` (default: today and ``ahead_days`` more).
     Returns how many were created."""
-    version = await schema_version(conn)
     want = days if days is not None else [now.date() + timedelta(days=d) for d in range(ahead_days + 1)]
     created = 0
-    for table, since in PARTITIONED.items():
-        if since > version:
-            continue
-        have = {d for _, d in await partitions(conn, table)}
-        for day in want:
-            if day in have:
+    # Under the migrations' advisory lock (re-entrant in one session): CREATE TABLE IF NOT EXISTS
+    # is not safe against a concurrent create of the same name (a gateway and a recorder starting
+    # together got "relation ... already exists").
+    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK)
+    try:
+        version = await schema_version(conn)
+        for table, since in PARTITIONED.items():
+            if since > version:
                 continue
-            lo = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            hi = lo + timedelta(days=1)
-            # IF NOT EXISTS: another part may create the same partition at the same moment
-            await conn.execute(
-                f'CREATE TABLE IF NOT EXISTS "{partition_name(table, day)}" PARTITION OF {table} '
-                f"FOR VALUES FROM ('{lo.isoformat()}') TO ('{hi.isoformat()}')")
-            created += 1
+            have = {d for _, d in await partitions(conn, table)}
+            for day in want:
+                if day in have:
+                    continue
+                lo = datetime(day.year, day.month, day.day, tzinfo=UTC)
+                hi = lo + timedelta(days=1)
+                await conn.execute(
+                    f'CREATE TABLE IF NOT EXISTS "{partition_name(table, day)}" PARTITION OF {table} '
+                    f"FOR VALUES FROM ('{lo.isoformat()}') TO ('{hi.isoformat()}')")
+                created += 1
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK)
     return created
 
 

@@ -190,6 +190,10 @@ class Writer:
     @staticmethod
     def _feed_event(b: _Batch, e: dict[str, Any], aggregator: str) -> None:
         """An error-feed entry of the aggregator (state change, quarantine) as an event."""
+        if "reporter_ts" in e:
+            # the entry of a service's own event: the recorder stores that event from the bus already
+            # (with its real boot and seq); storing the feed's copy too would show it twice (h12)
+            return
         try:
             ts = float(e.get("ts") or 0.0)
             seq = int(e.get("id") or 0)

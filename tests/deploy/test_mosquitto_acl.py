@@ -163,19 +163,20 @@ async def test_aggregator_reads_the_bus_and_writes_only_the_view(acl_broker: Mos
                    "$ops/v1/svc/opsdash-aggregator/agg-1/metrics"]
 
 
-async def test_gateways_read_the_view_only(acl_broker: Mosquitto, ctx) -> None:  # type: ignore[no-untyped-def]
+async def test_gateways_read_the_view_and_events_only(acl_broker: Mosquitto, ctx) -> None:  # type: ignore[no-untyped-def]
     gw = await watch(*ctx, acl_broker, "opsdash-gateway", ["$ops/#"])
     admin = await watch(*ctx, acl_broker, "opsdash-admin", ["$ops/#"])
-    await publish_all(acl_broker, "ingest", ["$ops/v1/svc/ingest/i-1/metrics"])
+    await publish_all(acl_broker, "ingest", ["$ops/v1/svc/ingest/i-1/metrics", "$ops/v1/svc/ingest/i-1/events"])
     await publish_all(acl_broker, "opsdash-probes", ["$ops/v1/probe/mqtt"])
     await publish_all(acl_broker, "opsdash-gateway", ["$ops/v1/view/patch",  # denied: gateways only read
                                                       "$ops/v1/svc/opsdash-gateway/gw-1/metrics"])
     await publish_all(acl_broker, "opsdash-aggregator", ["$ops/v1/view/snapshot"])
-    # the view, and its own subtree (for `opsdash healthcheck`), nothing else
-    assert await gw.until("$ops/v1/view/snapshot") == ["$ops/v1/svc/opsdash-gateway/gw-1/metrics",
+    # the view, the services' events (live tail) and its own subtree (for `opsdash healthcheck`)
+    assert await gw.until("$ops/v1/view/snapshot") == ["$ops/v1/svc/ingest/i-1/events",
+                                                       "$ops/v1/svc/opsdash-gateway/gw-1/metrics",
                                                        "$ops/v1/view/snapshot"]
     assert await admin.until("$ops/v1/view/snapshot") == [
-        "$ops/v1/svc/ingest/i-1/metrics", "$ops/v1/probe/mqtt",
+        "$ops/v1/svc/ingest/i-1/metrics", "$ops/v1/svc/ingest/i-1/events", "$ops/v1/probe/mqtt",
         "$ops/v1/svc/opsdash-gateway/gw-1/metrics", "$ops/v1/view/snapshot"]
 
 

@@ -183,7 +183,7 @@ HOSTILE = [
 ]
 
 
-@pytest.mark.parametrize("q", HOSTILE)
+@pytest.mark.parametrize("q", HOSTILE, ids=lambda q: repr(q[:24]))
 async def test_hostile_q_gives_results_or_a_named_error(conn: asyncpg.Connection, q: str) -> None:
     await insert(conn, known_events(20))
     try:
