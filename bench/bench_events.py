@@ -66,14 +66,16 @@ CROSS JOIN LATERAL (SELECT tt.tenants[(1 + (g * 104729) % 48)::int] AS tenant) t
 CROSS JOIN LATERAL (SELECT 'dev-' || lpad(((g * 15485863) % 10000)::text, 4, '0') AS device) d
 CROSS JOIN LATERAL (
   SELECT * FROM (VALUES
-    (0, 'webhook_timeout', 'error', 'POST https://hooks.' || t.tenant || '.example/alerts timed out after 10 s'),
+    (0, 'webhook_timeout', 'error',
+        'POST https://hooks.' || t.tenant || '.example/alerts timed out after 10 s'),
     (1, 'webhook_failed', 'error', 'POST https://hooks.' || t.tenant || '.example/alerts returned '
                                    || (ARRAY['500','502','503','404','410'])[(1 + g % 5)::int]),
-    (2, 'parse_error', 'error', 'Invalid JSON from ' || d.device || ': Expecting '','' delimiter: line 1 column '
-                                || (20 + g % 160)),
+    (2, 'parse_error', 'error',
+        'Invalid JSON from ' || d.device || ': Expecting '','' delimiter: line 1 column ' || (20 + g % 160)),
     (3, 'auth_failed', 'warning', 'device ' || d.device || ': bad signature on connect'),
-    (4, 'rate_limited', 'warning', 'tenant ' || t.tenant || ' over ' || (ARRAY['200','500','1000'])[(1 + g % 3)::int]
-                                   || ' msg/s: throttled'),
+    (4, 'rate_limited', 'warning',
+        'tenant ' || t.tenant || ' over ' || (ARRAY['200','500','1000'])[(1 + g % 3)::int]
+        || ' msg/s: throttled'),
     (5, 'log', 'warning', 'garbage collection paused the worker for ' || (120 + g % 780) || ' ms'),
     (6, 'log', 'critical', 'InfluxDB write retried 3 times: 503 Service Unavailable (compaction running)'),
     (7, 'rule_evaluated', 'info', 'rule r-' || (g % 997) || ' for ' || t.tenant || ' evaluated in '
@@ -185,7 +187,8 @@ async def bench(url: str, n: int, runs: int, trgm: bool) -> None:
         del words
     sql, args = ilike_sql([], "delivery", ("error", "critical"), now - dt.timedelta(days=1))
     bmed, bp95, _ = await timed(lambda: conn.fetch(sql, *args), max(3, runs // 3))
-    row("filter service=delivery severity=error over 24 h: unindexed (baseline)", f"{bmed:,.1f} ms ({bp95:,.1f})")
+    row("filter service=delivery severity=error over 24 h: unindexed (baseline)",
+        f"{bmed:,.1f} ms ({bp95:,.1f})")
     f = EventFilter(start=day, services=("delivery",), severity="error")
     med, p95, page = await timed(lambda: search_events(conn, f), runs)
     row("filter service=delivery severity=error over 24 h: indexed", f"{med:,.1f} ms ({p95:,.1f}), "

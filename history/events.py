@@ -210,8 +210,11 @@ def _time(t: float) -> dt.datetime:
     return _EPOCH + dt.timedelta(microseconds=round(t * 1e6))
 
 
+Window = tuple[dt.datetime | None, dt.datetime | None]
+
+
 def build_query(f: EventFilter, limit: int | None = None,
-                window: tuple[dt.datetime | None, dt.datetime | None] = (None, None)) -> tuple[str, list[Any]]:
+                window: Window = (None, None)) -> tuple[str, list[Any]]:
     """The SQL and its arguments for one page (``limit + 1`` rows: the extra one says there is more),
     optionally only within ``window`` = [lo, hi) (the slices of a search, see search_events)."""
     where: list[str] = []
