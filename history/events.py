@@ -182,7 +182,8 @@ def matches_terms(terms: list[tuple[str, ...]], words: list[str]) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class EventFilter:
-    """What to search; times are Unix seconds (``start`` and ``end`` inclusive)."""
+    """What to search; times are Unix seconds (``start`` and ``end`` inclusive; ``start`` after ``end``
+    is an empty range, not an error: the answer is simply empty)."""
 
     start: float | None = None
     end: float | None = None
@@ -197,8 +198,6 @@ class EventFilter:
     def __post_init__(self) -> None:
         if not 1 <= self.limit <= MAX_LIMIT:
             raise EventQueryError("limit", f"limit must be in 1..{MAX_LIMIT}, got {self.limit!r}")
-        if self.start is not None and self.end is not None and self.start > self.end:
-            raise EventQueryError("from", f"from ({self.start}) is after to ({self.end})")
         for name, t in (("from", self.start), ("to", self.end)):
             if t is not None and not 0 <= t < 1e11:
                 raise EventQueryError(name, f"{name} is out of range: {t!r}")

@@ -113,6 +113,7 @@ async def test_each_filter_returns_exactly_the_known_events_in_order_across_page
         EventFilter(q="acme tenant", services=("ingest",), severity="info"),
         EventFilter(q="globex acme"),
         EventFilter(end=T0 - 1),
+        EventFilter(start=T0 + 900, end=T0 + 300),  # an inverted range is empty, not an error
     ]
     for f in filters:
         for limit in (7, 100):
@@ -211,7 +212,7 @@ def test_tsquery_text_only_quotes_letters_and_digits() -> None:
 def test_bad_filters_name_the_parameter() -> None:
     cases: list[tuple[dict[str, Any], str]] = [
         ({"limit": 0}, "limit"), ({"limit": MAX_LIMIT + 1}, "limit"), ({"severity": "fatal"}, "severity"),
-        ({"start": 10.0, "end": 5.0}, "from"), ({"end": 1e12}, "to"), ({"start": -1.0}, "from"),
+({"end": 1e12}, "to"), ({"start": -1.0}, "from"),
     ]
     for kwargs, param in cases:
         with pytest.raises(EventQueryError) as info:
