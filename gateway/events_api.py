@@ -143,7 +143,8 @@ class EventsApi:
         p: EventsParams = req.params
         try:
             f = EventFilter(
-                start=_clamp(p.from_), end=_clamp(p.to), services=tuple(p.service or ()), instances=tuple(p.instance or ()),
+                start=_clamp(p.from_), end=_clamp(p.to), services=tuple(p.service or ()),
+                instances=tuple(p.instance or ()),
                 severity=p.severity, types=tuple(p.type or ()), q=p.q, limit=p.limit,
                 before=decode_cursor(p.before) if p.before is not None else None)
         except EventQueryError as exc:

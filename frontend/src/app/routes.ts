@@ -15,7 +15,6 @@ import { GRAPH_SECTIONS } from "../features/graph/model";
 import { LogsPage } from "../features/logs/LogsPage";
 import { Dashboard } from "../features/operator/Dashboard";
 import { lazyPage } from "./lazy";
-import { placeholder } from "./Placeholder";
 import type { Params } from "./router";
 
 export interface RouteDef {
