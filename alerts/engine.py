@@ -33,10 +33,11 @@ import math
 import operator
 import re
 import statistics
+import string
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeGuard
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeGuard
 
 if TYPE_CHECKING:
     from alerts.config import AlertsConfig
@@ -82,6 +83,27 @@ ERROR_CATEGORIES: Final = ("ingest_failures", "delivery_failures", "auth_failure
                            "quarantined")
 
 Status = Literal["pending", "firing"]
+_NUM: Final = (int, float)
+_MISSING: Final = object()
+#: Entries of the fingerprint and label caches before they start over.
+FP_CACHE_MAX: Final = 200_000
+
+
+def _compare(nums: list[tuple[Any, float]], op: str, th: float) -> list[Any]:
+    """The matches whose value satisfies ``value <op> th`` (one comprehension per op: no call per item)."""
+    match op:
+        case ">":
+            return [m for m, v in nums if v > th]
+        case ">=":
+            return [m for m, v in nums if v >= th]
+        case "<":
+            return [m for m, v in nums if v < th]
+        case "<=":
+            return [m for m, v in nums if v <= th]
+        case "==":
+            return [m for m, v in nums if v == th]
+        case _:
+            return [m for m, v in nums if v != th]
 
 
 class RuleError(ValueError):
@@ -272,11 +294,14 @@ def forecast_full(samples: Iterable[tuple[float, float]], now: float, full: floa
 # -- matches ---------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class Match:
-    labels: dict[str, str]
+class Match(NamedTuple):
+    """One subject a metric resolved to: its value, a key naming it (for the caches), the dict that
+    holds the value (summary fields such as ``reason``), and its labels (None: derived from the key)."""
+
     value: Any
-    context: dict[str, Any]
+    key: tuple[str, ...]
+    context: Mapping[str, Any]
+    labels: dict[str, str] | None = None
 
 
 def _label_for(path: list[str]) -> dict[str, str]:
@@ -300,26 +325,26 @@ def _label_for(path: list[str]) -> dict[str, str]:
     return {}
 
 
-def _walk(node: Any, parts: list[str], i: int, path: list[str],
-          out: list[tuple[list[str], Any, Any]]) -> None:
-    """Collect (concrete path, leaf, parent dict) for a path with ``*`` segments."""
-    if i == len(parts):
-        return
-    if not isinstance(node, dict):
-        return
-    key = parts[i]
-    last = i == len(parts) - 1
-    if key == "*":
-        for k, child in node.items():
-            if last:
-                out.append(([*path, k], child, node))
-            else:
-                _walk(child, parts, i + 1, [*path, k], out)
-    elif key in node:
-        if last:
-            out.append(([*path, key], node[key], node))
+def _walk(view: Any, parts: list[str]) -> list[tuple[tuple[str, ...], Any, Any]]:
+    """(keys matched by the ``*`` segments, leaf, the dict holding it) for a path with ``*`` segments.
+
+    Level by level, without recursion; only the wildcard keys are collected (the rest of the path is
+    known), so a walk over 2,000 instances is a few thousand dict lookups."""
+    level: list[tuple[tuple[str, ...], Any, Any]] = [((), view, None)]
+    for key in parts:
+        nxt: list[tuple[tuple[str, ...], Any, Any]] = []
+        if key == "*":
+            for wk, node, _ in level:
+                if node.__class__ is dict:
+                    nxt += [((*wk, k), child, node) for k, child in node.items()]
         else:
-            _walk(node[key], parts, i + 1, [*path, key], out)
+            for wk, node, _ in level:
+                if node.__class__ is dict:
+                    child = node.get(key, _MISSING)
+                    if child is not _MISSING:
+                        nxt.append((wk, child, node))
+        level = nxt
+    return level
 
 
 def _is_number(v: Any) -> TypeGuard[float]:
@@ -371,6 +396,7 @@ class AlertState:
     acked_at: float | None = None
     published_key: tuple[Any, ...] | None = None
     published_at: float = -math.inf
+    summary_at: float = -math.inf
 
     def payload(self, ends_at: float | None = None, status: str | None = None) -> dict[str, Any]:
         return {
@@ -424,6 +450,11 @@ class Engine:
         self._forecast: Forecast | None = None
         self._forecast_at = -math.inf
         self._by_metric: dict[str, list[Rule]] = {}
+        self._fp_cache: dict[tuple[str, ...], tuple[str, dict[str, str]]] = {}
+        self._label_cache: dict[tuple[str, ...], dict[str, str]] = {}
+        self._summary_fields: dict[str, frozenset[str]] = {}
+        #: wildcard walks of this evaluation, by path prefix
+        self._walks: dict[tuple[str, ...], list[tuple[tuple[str, ...], Any, Any]]] = {}
         for r in self.rules.values():
             self._by_metric.setdefault(r.metric, []).append(r)
 
@@ -495,40 +526,48 @@ class Engine:
         ``view_age_s`` (only where the view's absence can be seen: the notifier)."""
         inputs = inputs or {}
         ev = Evaluation(section={})
+        self._walks = {}
         self._sample_disk(view, now)
-        true: dict[str, tuple[Rule, Match]] = {}
+        true: dict[str, tuple[Rule, Match, dict[str, str]]] = {}
         evaluated: set[str] = set()
         for metric, rules in self._by_metric.items():
             matches = self._resolve(metric, view, now, inputs)
             if matches is None:
                 continue  # input not available here (view_age_s in the aggregator)
+            nums: list[tuple[Match, float]] | None = None
             for rule in rules:
                 evaluated.add(rule.name)
-                cmp, threshold = OPS[rule.op], rule.value
-                numeric = not isinstance(threshold, str)
-                for m in matches:
-                    v = m.value
-                    if numeric:
-                        if not _is_number(v) or not cmp(v, threshold):
-                            continue
-                    elif not isinstance(v, str) or not cmp(v, threshold):
-                        continue
-                    labels = {"alertname": rule.name, **m.labels, "severity": rule.severity}
-                    fp = fingerprint(labels)
-                    true[fp] = (rule, Match(labels, v, m.context))
+                th = rule.value
+                if isinstance(th, str):
+                    cmp = OPS[rule.op]
+                    hits = [m for m in matches if m[0].__class__ is str and cmp(m[0], th)]
+                else:
+                    if nums is None:  # once per metric: the numeric matches (bool is not a number)
+                        nums = [(m, m[0]) for m in matches if m[0].__class__ in _NUM]
+                    hits = _compare(nums, rule.op, th)
+                for m in hits:
+                    fp, labels = self._fingerprint(rule, m)
+                    true[fp] = (rule, m, labels)
         # condition true: new pending, pending -> firing
-        for fp, (rule, m) in true.items():
+        for fp, (rule, m, labels) in true.items():
             st = self.states.get(fp)
+            fresh = st is None
             if st is None:
-                st = AlertState(fingerprint=fp, rule=rule.name, labels=m.labels, status="pending",
+                st = AlertState(fingerprint=fp, rule=rule.name, labels=labels, status="pending",
                                 active_at=now, last_true=now, value=m.value, summary="")
                 self.states[fp] = st
             st.last_true = now
             st.value = _round(m.value)
-            st.summary = self._summary(rule, m)
-            if st.status == "pending" and now - st.active_at >= rule.for_s:
+            fired = st.status == "pending" and now - st.active_at >= rule.for_s
+            if fired:
                 st.status = "firing"
                 st.fired_at = now
+            # The summary is formatted when the alert starts or fires and then at most every
+            # REPUBLISH_VALUE_S (formatting thousands of them every tick is most of a tick's work);
+            # ``value`` itself is always current.
+            if fresh or fired or now - st.summary_at >= REPUBLISH_VALUE_S:
+                st.summary = self._summary(rule, m)
+                st.summary_at = now
         # condition false: pending dropped, firing resolved after keep_firing_s
         for fp in [fp for fp in self.states if fp not in true]:
             st = self.states[fp]
@@ -572,6 +611,12 @@ class Engine:
             ev.recent_changed = True
         graph = view.get("graph")
         nodes = graph.get("nodes") if isinstance(graph, Mapping) else None
+        if not self.acks and not self.silences and not isinstance(nodes, Mapping):
+            for st in self.states.values():  # the usual case: nothing to apply
+                if st.acked_by is not None or st.silenced_until is not None or st.inhibited_by is not None:
+                    st.acked_by = st.acked_at = st.silenced_until = None
+                    st.inhibited_by = None
+            return
         for st in self.states.values():
             ack = self.acks.get(st.fingerprint)
             if ack is not None and abs(ack.starts_at - st.active_at) < 1e-3:
@@ -602,13 +647,30 @@ class Engine:
                                key=lambda s: s["ends_at"]),
         }
 
+    def _fingerprint(self, rule: Rule, m: Match) -> tuple[str, dict[str, str]]:
+        key = (rule.name, *m.key) if m.key else None
+        if key is not None:
+            hit = self._fp_cache.get(key)
+            if hit is not None:
+                return hit
+        subject = m.labels if m.labels is not None else self._labels(m.key)
+        labels = {"alertname": rule.name, **subject, "severity": rule.severity}
+        out = (fingerprint(labels), labels)
+        if key is not None:
+            if len(self._fp_cache) > FP_CACHE_MAX:  # names churn (instances come and go): start over
+                self._fp_cache.clear()
+            self._fp_cache[key] = out
+        return out
+
     # -- metric resolution ----------------------------------------------------------------------------
 
     def _resolve(self, metric: str, view: Mapping[str, Any], now: float,
                  inputs: Mapping[str, Any]) -> list[Match] | None:
         if metric == "view_age_s":
             age = inputs.get("view_age_s")
-            return None if age is None else [Match({"component": "aggregator"}, float(age), {})]
+            if age is None:
+                return None
+            return [Match(float(age), ("view_age_s",), {}, {"component": "aggregator"})]
         if metric == "disk_full_in_s":
             return self._forecast_matches(now)
         if metric.startswith("errors_spike:"):
@@ -630,15 +692,51 @@ class Engine:
         if series:
             last = series[-1]
             value = last[1] if isinstance(last, (list, tuple)) and len(last) > 1 else None
-            return [Match({}, value, {})]
+            return [Match(value, ("series", metric), {}, {})]
         return []
 
-    @staticmethod
-    def _path_matches(parts: list[str], view: Mapping[str, Any]) -> list[Match]:
-        found: list[tuple[list[str], Any, Any]] = []
-        _walk(view, parts, 0, [], found)
-        return [Match(_label_for(p), leaf, parent if isinstance(parent, dict) else {})
-                for p, leaf, parent in found]
+    def _path_matches(self, parts: list[str], view: Mapping[str, Any]) -> list[Match]:
+        if "*" not in parts:  # one concrete path: a chain of gets
+            node: Any = view
+            parent: Any = None
+            for p in parts:
+                if not isinstance(node, dict):
+                    return []
+                parent = node
+                node = node.get(p, _MISSING)
+                if node is _MISSING:
+                    return []
+            key = tuple(parts)
+            return [Match(node, key, parent, self._labels(key))]
+        # Labels are derived from the key only for a subject that breaks a rule (see _fingerprint).
+        # The walk up to the last segment is shared by the metrics of one tick that have the same
+        # prefix (services.*.instances.*.gauges.{a,b,c}: one walk, then one get per instance each).
+        pid = ".".join(parts)
+        prefix = tuple(parts[:-1])
+        level = self._walks.get(prefix)
+        if level is None:
+            level = self._walks[prefix] = _walk(view, list(prefix))
+        last = parts[-1]
+        new = tuple.__new__  # a NamedTuple's own __new__ is a Python call: 10,000 of them show in a tick
+        if last == "*":
+            return [new(Match, (leaf, (pid, *wk, k), node, None)) for wk, node, _ in level
+                    if node.__class__ is dict for k, leaf in node.items()]
+        return [new(Match, (node[last], (pid, *wk), node, None)) for wk, node, _ in level
+                if node.__class__ is dict and last in node]
+
+    def _labels(self, key: tuple[str, ...]) -> dict[str, str]:
+        """Labels of a concrete path, or of a wildcard key (pattern, *the keys the wildcards took)."""
+        labels = self._label_cache.get(key)
+        if labels is None:
+            if len(self._label_cache) > FP_CACHE_MAX:
+                self._label_cache.clear()
+            if key and "*" in key[0]:
+                wild = iter(key[1:])
+                path = [next(wild) if seg == "*" else seg for seg in key[0].split(".")]
+            else:
+                path = list(key)
+            labels = self._label_cache[key] = _label_for(path)
+        return labels
 
     @staticmethod
     def _gauge_matches(svc: str, gauge: str, view: Mapping[str, Any]) -> list[Match]:
@@ -650,7 +748,7 @@ class Engine:
             values = [i["gauges"][gauge] for i in (s.get("instances") or {}).values()
                       if gauge in (i.get("gauges") or {}) and i.get("status") in ("healthy", "degraded")]
             if values:
-                out.append(Match({"service": name}, math.fsum(values), {}))
+                out.append(Match(math.fsum(values), ("gauge", name, gauge), {}, {"service": name}))
         return out
 
     @staticmethod
@@ -659,8 +757,8 @@ class Engine:
         used, mx = pg.get("connections_used"), pg.get("connections_max")
         if not (_is_number(used) and _is_number(mx)) or mx <= 0:
             return []
-        return [Match({"component": "postgres"}, 100.0 * used / mx,
-                      {"connections_used": used, "connections_max": mx})]
+        return [Match(100.0 * used / mx, ("pg_pct",), {"connections_used": used, "connections_max": mx},
+                      {"component": "postgres"})]
 
     def _sample_disk(self, view: Mapping[str, Any], now: float) -> None:
         disk = (view.get("capacity") or {}).get("disk") or {}
@@ -677,7 +775,7 @@ class Engine:
         if f is None:
             return []
         eta = max(0.0, f.eta_s - (now - self._forecast_at))
-        return [Match({"component": "disk"}, eta, {
+        return [Match(eta, ("forecast",), labels={"component": "disk"}, context={
             "eta": human_duration(eta), "level": f"{f.level:.1f}", "slope": f"{f.slope_per_h:+.2f}",
             "span": human_duration(f.span_s)})]
 
@@ -701,21 +799,31 @@ class Engine:
                 continue
             usual = max(0.0, h - m) / (observed_min - 1.0)
             ratio = m / max(usual, SPIKE_USUAL_FLOOR)
-            out.append(Match({"category": cat}, ratio,
-                             {"count": int(m), "usual": f"{usual:.1f}"}))
+            out.append(Match(ratio, ("spike", cat), {"count": int(m), "usual": f"{usual:.1f}"},
+                             {"category": cat}))
         return out
 
     def _summary(self, rule: Rule, m: Match) -> str:
-        ctx: dict[str, Any] = {k: _fmt(v) for k, v in m.context.items()
-                               if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+        fields = self._summary_fields.get(rule.summary)
+        if fields is None:
+            try:
+                fields = frozenset(f for _, f, _, _ in string.Formatter().parse(rule.summary) if f)
+            except ValueError:
+                fields = frozenset()
+            self._summary_fields[rule.summary] = fields
+        ctx: dict[str, Any] = {}
+        for f in fields:  # only what the summary names: a parent dict may be large
+            v = m.context.get(f)
+            if isinstance(v, (int, float, str)) and not isinstance(v, bool):
+                ctx[f] = _fmt(v)
         reason = m.context.get("reason")
         ctx["reason_suffix"] = f": {reason}" if isinstance(reason, str) and reason else ""
-        ctx.update(m.labels)
+        ctx.update(m.labels if m.labels is not None else self._labels(m.key))
         ctx["value"] = _fmt(m.value)
         ctx["threshold"] = _fmt(rule.value)
         try:
             return rule.summary.format_map(_Default(ctx))
-        except (ValueError, IndexError, KeyError):
+        except (ValueError, IndexError, KeyError, AttributeError):
             return rule.summary
 
     # -- views of the state -------------------------------------------------------------------------
