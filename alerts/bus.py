@@ -170,7 +170,9 @@ class AlertsSection:
                 pass
 
     def __call__(self, ctx: _Ctx) -> dict[str, Any]:
-        if not ctx.full or not self.ready:
+        # Every tick, early ones too: the rules are timed (for_s, keep_firing_s), not counted, so an
+        # early tick only makes a condition's start (and its firing) more exact.
+        if not self.ready:
             return self._last
         state = ctx.state
         view: dict[str, Any] = dict(ctx.view)
@@ -214,6 +216,9 @@ class AlertsSection:
             return
         last = {o.topic: i for i, o in enumerate(self.outbox) if o.retain}
         self.outbox = [o for i, o in enumerate(self.outbox) if not o.retain or last[o.topic] == i]
+
+    def next_deadline(self) -> float | None:
+        return self.engine.next_deadline() if self.ready else None
 
     def drain(self) -> list[Outgoing]:
         out, self.outbox = self.outbox, []

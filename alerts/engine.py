@@ -831,6 +831,19 @@ class Engine:
     def active(self) -> Iterator[AlertState]:
         return iter(self.states.values())
 
+    def next_deadline(self) -> float | None:
+        """When the earliest pending alert will have held for its for_s (the aggregator ticks then,
+        so an alert fires on time rather than at the next whole second)."""
+        best: float | None = None
+        for st in self.states.values():
+            if st.status == "pending":
+                rule = self.rules.get(st.rule)
+                if rule is not None:
+                    t = st.active_at + rule.for_s
+                    if best is None or t < best:
+                        best = t
+        return best
+
 
 class _Default(dict[str, Any]):
     def __missing__(self, key: str) -> str:

@@ -180,6 +180,10 @@ class AggregatorService:
             wake = regular
             if early > 0 and self._news_at is not None:
                 wake = min(regular, max(self._news_at + early, last_tick + max(early, 4 * work)))
+            if self.alerts is not None:  # a pending alert's for_s ends: tick then (alerts/bus.py)
+                due = self.alerts.next_deadline()
+                if due is not None:
+                    wake = min(wake, max(due + 0.002, last_tick + max(early, 4 * work)))
             if early > 0 and self._news_at is None:
                 self._news.clear()
                 with contextlib.suppress(TimeoutError):

@@ -401,3 +401,13 @@ def test_view_stale_only_where_the_input_exists() -> None:
     assert eng.evaluate({}, T0 + 100).section["firing"]
     ev = eng.evaluate({}, T0 + 101, {"view_age_s": 0.5})
     assert not ev.section["firing"] and [c.kind for c in ev.changes] == ["resolved"]
+
+
+def test_next_deadline_is_when_the_earliest_pending_alert_fires() -> None:
+    eng = Engine(rules({"name": "a", "metric": "capacity.disk.used_pct", "op": ">", "value": 80, "for_s": 60},
+                       {"name": "b", "metric": "capacity.disk.used_pct", "op": ">", "value": 85, "for_s": 10}))
+    assert eng.next_deadline() is None
+    eng.evaluate(view(90), T0)
+    assert eng.next_deadline() == T0 + 10
+    eng.evaluate(view(90), T0 + 10)  # b fires at its deadline, a is still pending
+    assert eng.next_deadline() == T0 + 60
