@@ -31,6 +31,7 @@ import http
 import inspect
 import ipaddress
 import logging
+import math
 import os
 import random
 import socket
@@ -89,6 +90,8 @@ CLOSE_FORBIDDEN: Final = 4403
 CLOSE_AUTH_TIMEOUT: Final = 4408
 CLOSE_RATE_LIMITED: Final = 4429
 CLOSE_POLICY: Final = 1008
+#: Highest hello ``max_rate`` (patches per second) a client may ask for.
+MAX_RATE: Final = 20.0
 
 _encoder: Final = msgspec.json.Encoder()
 # A background task that dies is restarted after a pause; this many deaths within the window stop
@@ -137,6 +140,11 @@ class Client:
     seq: int | None = None
     lagging_since: float | None = None
     live: bool = False
+    #: at most this many patches a second (hello ``max_rate``); the ones between are composed into
+    #: the next it gets (docs/websocket.md). None: every patch.
+    max_rate: float | None = None
+    #: our monotonic clock when it last got a view message
+    sent_at: float = -math.inf
 
 
 MessageHandler = Callable[["Client", dict[str, Any]], Awaitable[None]]
@@ -171,6 +179,8 @@ class Counters:
     snapshots_sent_total: int = 0
     bytes_sent_total: int = 0
     skipped_total: int = 0
+    #: patches held back for clients with max_rate (composed into their next one)
+    coalesced_total: int = 0
     resyncs_total: int = 0
     dropped_slow_total: int = 0
     auth_failures_total: int = 0
@@ -579,6 +589,8 @@ class Gateway:
             for c in list(members):
                 if self._over_limit(c, now):
                     continue
+                if c.max_rate is not None and self._coalesce(c, sections, now):
+                    continue
                 if c.seq == patch.base:
                     ready.append(c.conn)
                     c.seq = patch.seq
@@ -589,6 +601,25 @@ class Gateway:
                 broadcast(ready, data, text=True)
                 self.counters.patches_sent_total += len(ready)
                 self.counters.bytes_sent_total += len(data) * len(ready)
+
+    def _coalesce(self, c: Client, sections: Sections, now: float) -> bool:
+        """A client with ``max_rate``: True when it is done with this patch (not due yet, or sent a
+        composed patch); False when it takes the ordinary patch or snapshot now."""
+        assert c.max_rate is not None
+        if now - c.sent_at < 1.0 / c.max_rate:
+            self.counters.coalesced_total += 1
+            return True  # it keeps its seq: the next patch it gets covers this one
+        c.sent_at = now
+        patch = self.store.last_patch
+        if c.seq is None or patch is None or c.seq == patch.base:
+            return False
+        data = self.store.coalesced_message(sections, c.seq)
+        if data is None:
+            return False  # fell out of the store's log: a snapshot
+        self._send(c, data)
+        self.counters.patches_sent_total += 1
+        c.seq = self.store.seq
+        return True
 
     def _fan_out_snapshot(self, now: float) -> None:
         for members in list(self.groups.values()):
@@ -783,6 +814,11 @@ class Gateway:
 
     async def _msg_hello(self, c: Client, msg: dict[str, Any]) -> None:
         sections = parse_sections(msg.get("sections"))
+        rate = msg.get("max_rate")
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float)
+                                 or not 0 < rate <= MAX_RATE):
+            raise ProtocolError(f"max_rate must be patches per second in (0, {MAX_RATE}], got {rate!r:.40}")
+        c.max_rate = None if rate is None else float(rate)
         token = msg.get("token")
         if token is not None and not isinstance(token, str):
             raise ProtocolError("token must be a string")
@@ -1135,6 +1171,9 @@ class Gateway:
              k.bytes_sent_total, None),
             ("opsdash_gateway_resyncs_total", "counter", "Slow clients resynced with a snapshot.",
              k.resyncs_total, None),
+            ("opsdash_gateway_coalesced_total", "counter",
+             "Patches held back for clients with max_rate (composed into their next one).",
+             k.coalesced_total, None),
             ("opsdash_gateway_dropped_slow_total", "counter", "Slow clients dropped.",
              k.dropped_slow_total, None),
             ("opsdash_gateway_auth_failures_total", "counter", "Refused credentials.",
@@ -1186,6 +1225,7 @@ class Gateway:
             "clients": {"connected": sum(1 for c in self.clients.values() if c.live),
                         "lagging": sum(1 for c in self.clients.values() if c.lagging_since is not None),
                         "resyncs": k.resyncs_total, "dropped_slow": k.dropped_slow_total,
+                        "coalesced": k.coalesced_total,
                         "connections_total": k.connections_total,
                         "patches_sent": k.patches_sent_total, "bytes_sent": k.bytes_sent_total,
                         "buffered_bytes_max": max((self._buffered(c) for c in self.clients.values()),

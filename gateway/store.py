@@ -25,6 +25,7 @@ Rules (docs/view.md):
 from __future__ import annotations
 
 import enum
+from collections import deque
 from typing import Any, Final
 
 import msgspec
@@ -32,11 +33,15 @@ import msgspec
 from gateway.errors import ProtocolError
 from gateway.sections import filter_view, is_service_section
 from telemetry_bus.contract import ViewPatch, ViewSnapshot
-from telemetry_bus.view_diff import DEFAULT_ERRORS_LEN, DEFAULT_SERIES_LEN, apply_view_patch, meta_len
+from telemetry_bus.view_diff import DEFAULT_ERRORS_LEN, DEFAULT_SERIES_LEN, apply_view_patch, diff, meta_len
 
 __all__ = ["DEFAULT_SERIES_LEN", "Outcome", "Sections", "ViewStore", "filter_state", "parse_sections"]
 
 Sections = frozenset[str] | None
+
+#: Views kept for coalesced patches (docs/websocket.md "max_rate"): at 10 patches a second, 12 s; a
+#: client further behind gets a snapshot. The views share what did not change (copy on write).
+COALESCE_LOG: Final = 128
 
 #: Most sections a client may name, and the pattern of one name.
 MAX_SECTIONS: Final = 16
@@ -104,6 +109,10 @@ class ViewStore:
         self.counts: dict[str, int] = {o.value: 0 for o in Outcome}
         self._snapshot_cache: dict[Sections, bytes] = {}
         self._patch_cache: dict[Sections, bytes] = {}
+        #: (seq, view, the patch that made it) of the recent views, oldest first: what a coalesced
+        #: patch is composed from
+        self.log: deque[tuple[int, dict[str, Any], ViewPatch | None]] = deque(maxlen=COALESCE_LOG)
+        self._coalesced_cache: dict[tuple[Sections, int], bytes | None] = {}
 
     # -- feeding -------------------------------------------------------------------------------------
     def apply_snapshot(self, snap: ViewSnapshot, now: float) -> Outcome:
@@ -125,6 +134,9 @@ class ViewStore:
         self.last_patch = None
         self._snapshot_cache.clear()
         self._patch_cache.clear()
+        self.log.clear()
+        self.log.append((snap.seq, snap.state, None))
+        self._coalesced_cache.clear()
         return Outcome.SNAPSHOT
 
     def apply_patch(self, patch: ViewPatch, now: float) -> Outcome:
@@ -147,6 +159,8 @@ class ViewStore:
         self.last_patch = patch
         self._snapshot_cache.clear()
         self._patch_cache.clear()
+        self.log.append((patch.seq, self.state, patch))
+        self._coalesced_cache.clear()
         return Outcome.PATCH
 
     @staticmethod
@@ -192,3 +206,39 @@ class ViewStore:
             cached = _encoder.encode(message)
             self._patch_cache[sections] = cached
         return cached
+
+    def coalesced_message(self, sections: Sections, since: int) -> bytes | None:
+        """One patch from the view at seq ``since`` to the current one, for a client that takes at
+        most ``max_rate`` patches a second (docs/websocket.md): ``patch`` is the merge patch between
+        the two views without their series (so a feed that changed comes as its whole list, the way
+        RFC 7396 replaces a list), ``appends`` every series point since, in order
+        (``{"name": [[t, v], ...]}``), and ``coalesced`` how many patches it stands for. None when
+        ``since`` is no longer held (the client needs a snapshot). Encoded once per (sections, since)."""
+        key = (sections, since)
+        if key in self._coalesced_cache:
+            return self._coalesced_cache[key]
+        seqs = [seq for seq, _, _ in self.log]
+        if self.state is None or since not in seqs:
+            self._coalesced_cache[key] = None
+            return None
+        at = seqs.index(since)
+        old = self.log[at][1]
+        later = [p for _, _, p in list(self.log)[at + 1:] if p is not None]
+        message: dict[str, Any] = {
+            "type": "patch", "seq": self.seq, "base": since, "ts": self.ts,
+            "patch": diff(_without_series(filter_state(old, sections)),
+                          _without_series(filter_state(self.state, sections))),
+            "append": {}, "coalesced": len(later)}
+        if _wanted("series", sections):
+            appends: dict[str, list[Any]] = {}
+            for p in later:
+                for name, point in p.append.items():
+                    appends.setdefault(name, []).append(point)
+            message["appends"] = appends
+        data = _encoder.encode(message)
+        self._coalesced_cache[key] = data
+        return data
+
+
+def _without_series(view: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in view.items() if k != "series"}

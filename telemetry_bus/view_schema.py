@@ -464,6 +464,10 @@ class PatchFrame(_S, tag="patch", tag_field="type", kw_only=True):
     append: dict[str, SeriesPoint] | None = None
     #: new error-feed entries, newest first
     errors: list[ErrorEntry] | None = None
+    #: coalesced frames (hello ``max_rate``): every series point since ``base``, and how many
+    #: patches the frame stands for
+    appends: dict[str, list[SeriesPoint]] | None = None
+    coalesced: Count | None = None
 
 
 class MetaFrame(_S, tag="meta", tag_field="type", kw_only=True):
