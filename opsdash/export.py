@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-__all__ = ["BUILTIN_RULES", "PromRule", "RuleExport", "RuleSpec", "Skipped", "dashboard_expressions",
+__all__ = ["PromRule", "RuleExport", "RuleSpec", "Skipped", "dashboard_expressions", "effective_rules",
            "grafana_dashboard", "prometheus_rules", "rules_yaml", "translate_metric"]
 
 #: Grafana's classic dashboard JSON model at this schema version (Grafana 12.x; later versions
@@ -59,36 +59,16 @@ def _counter_rate(job: str, service: str, counter: str, window: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class RuleSpec:
-    """One alert rule as design.md section 9 configures it (``[[alerts.rules]]``)."""
+    """One effective alert rule (alerts.engine.Rule's fields: built-ins merged with ``[[alerts.rules]]``)."""
 
     name: str
-    metric: str = ""
-    op: str = ">"
-    value: float | str = 0
+    metric: str
+    op: str
+    value: float | str
     for_s: float = 0
     severity: str = "warning"
     summary: str = ""
-    keep_firing_s: float | None = None
-    enabled: bool = True
-
-
-#: The built-ins of design.md section 9 (metric "" = a rule with its own translation below).
-BUILTIN_RULES: Final[tuple[RuleSpec, ...]] = (
-    RuleSpec("component_down", "", for_s=30, severity="critical",
-             summary="{{ $labels.component }} is down"),
-    RuleSpec("component_degraded", "", for_s=120, severity="warning",
-             summary="{{ $labels.component }} is degraded"),
-    RuleSpec("disk_usage_high", "capacity.disk.used_pct", ">", 80, for_s=60, severity="warning",
-             summary="disk usage is {{ $value | printf \"%.1f\" }} % (over 80 %)"),
-    RuleSpec("pg_connections_high", "", for_s=60, severity="warning",
-             summary="PostgreSQL uses {{ $value | printf \"%.0f\" }} % of its connections"),
-    RuleSpec("error_rate_spike", "", severity="warning",
-             summary="errors of one category well above their usual rate"),
-    RuleSpec("disk_full_forecast", "", severity="warning",
-             summary="at the last 6 h's trend the disk is full within 24 h"),
-    RuleSpec("view_stale", "", for_s=0, severity="critical",
-             summary="gateway {{ $labels.instance }} has had no view for more than 10 s"),
-)
+    keep_firing_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,180 +98,188 @@ class Untranslatable(Exception):
     """A rule that has no PromQL equivalent over /metrics; the message says why."""
 
 
-_METRIC_RE: Final = re.compile(r"^[a-z0-9_.:-]+$")
+_METRIC_RE: Final = re.compile(r"^[a-z0-9_.:*-]+$")
+_NAME: Final = r"[a-z0-9][a-z0-9_.-]*"
+#: The Prometheus summaries of the built-ins (theirs use the engine's own placeholders).
+BUILTIN_SUMMARIES: Final = {
+    "component_down": "{{ $labels.component }} is down",
+    "component_degraded": "{{ $labels.component }} is degraded",
+    "disk_usage_high": 'disk {{ $value | printf "%.1f" }} % used (threshold 80 %)',
+    "pg_connections_high": 'PostgreSQL connections at {{ $value | printf "%.0f" }} % of max',
+    "disk_full_forecast": "at the last 6 h's trend the disk is full within 24 h",
+    "view_stale": "gateway {{ $labels.instance }} has had no view for {{ $value }} s",
+}
+_PLACEHOLDERS: Final = {"value": "{{ $value }}", "component": "{{ $labels.component }}",
+                        "service": "{{ $labels.service }}", "instance": "{{ $labels.exported_instance }}",
+                        "reason_suffix": ""}
 
 
-def translate_metric(metric: str, job: str, value: float | str) -> tuple[str, str | None]:
-    """(PromQL of the metric's value, the ``component`` label or None) for a rule's ``metric``.
+def _status_expr(metric: str, job: str, value: float | str, by: str | None, **labels: str) -> str:
+    if not isinstance(value, str) or value not in STATUS_CODES:
+        raise Untranslatable(f"a status compares with one of {', '.join(STATUS_CODES)}, got {value!r}")
+    group = f"max by ({by}) " if by else "max"
+    return f"{group}({metric}{_sel(job, **labels, status=value)})"
 
-    ``value`` matters only for status metrics (a string): they become 1/0 for that status.
+
+def translate_metric(metric: str, job: str, value: float | str) -> tuple[str, dict[str, str], bool]:
+    """(PromQL of the metric's value, static labels, is-a-status-set) for a rule's ``metric``.
+
+    A status set is 1 for the current status: the rule then compares it with 1 (``==``) or 0 (``!=``).
     Raises Untranslatable with the reason.
     """
     if not _METRIC_RE.match(metric):
         raise Untranslatable(f"metric {metric!r} is not a view path or history series name")
     if metric.startswith("capacity:"):
         metric = "capacity." + metric.removeprefix("capacity:")
-    parts = metric.split(".") if ":" not in metric else metric.split(":")
+    parts = metric.split(":") if ":" in metric else metric.split(".")
     j = job
-
-    def status(expr_metric: str, **labels: str) -> str:
-        if not isinstance(value, str) or value not in STATUS_CODES:
-            raise Untranslatable(f"{metric} compares with a status ({', '.join(STATUS_CODES)}), "
-                                 f"got {value!r}")
-        return f"max({expr_metric}{_sel(j, **labels, status=value)})"
-
     match parts:
         case ["health", "status"]:
-            return status("opsdash_status"), None
+            return _status_expr("opsdash_status", j, value, None), {}, True
+        case ["health", "components", "*", "status"]:
+            return _status_expr("opsdash_component_status", j, value, "component"), {}, True
         case ["health", "components", c, "status"]:
-            return status("opsdash_component_status", component=c), c
-        case ["health", "components", c, "latency_ms"]:
-            return f"max(opsdash_component_latency_seconds{_sel(j, component=c)}) * 1000", c
+            return (_status_expr("opsdash_component_status", j, value, None, component=c),
+                    {"component": c}, True)
+        case ["services", svc, "instances", inst, "status"]:
+            labels = {k: v for k, v in (("service", svc), ("exported_instance", inst)) if v != "*"}
+            return (_status_expr("opsdash_instance_status", j, value, "service, exported_instance", **labels),
+                    {}, True)
+        case ["health", "components", c, "latency_ms"] if c != "*":
+            return (f"max(opsdash_component_latency_seconds{_sel(j, component=c)}) * 1000",
+                    {"component": c}, False)
         case ["metrics", "throughput", k] if k.endswith("_rate_per_sec"):
-            return f"max(opsdash_rate_per_second{_sel(j, rate=k.removesuffix('_rate_per_sec'))})", None
+            return f"max(opsdash_rate_per_second{_sel(j, rate=k.removesuffix('_rate_per_sec'))})", {}, False
         case ["metrics", "latency", k] if re.fullmatch(r"influx_write_p(50|95|99)_ms", k):
             p = k.split("_")[2]
-            return f"max(opsdash_influx_write_latency_seconds{_sel(j, percentile=p)}) * 1000", None
+            return f"max(opsdash_influx_write_latency_seconds{_sel(j, percentile=p)}) * 1000", {}, False
         case ["write_p50" | "write_p95" | "write_p99" as k]:
             p = k.split("_")[1]
-            return f"max(opsdash_influx_write_latency_seconds{_sel(j, percentile=p)}) * 1000", None
+            return f"max(opsdash_influx_write_latency_seconds{_sel(j, percentile=p)}) * 1000", {}, False
         case [k] if k.endswith("_rate") and k.removesuffix("_rate") in (
                 "ingest", "alert", "delivery", "write", "rules", "routed", "delivery_failed"):
             # the history series is a 1 s point; /metrics has the view's 60 s rate (the closest)
-            return f"max(opsdash_rate_per_second{_sel(j, rate=k.removesuffix('_rate'))})", None
+            return f"max(opsdash_rate_per_second{_sel(j, rate=k.removesuffix('_rate'))})", {}, False
         case ["capacity", "disk", "used_pct"]:
-            return f"max(opsdash_disk_used_ratio{_sel(j)}) * 100", "disk"
+            return f"max(opsdash_disk_used_ratio{_sel(j)}) * 100", {"component": "disk"}, False
         case ["capacity", "disk", k] if k.endswith("_bytes"):
-            return f"max(opsdash_disk_bytes{_sel(j, volume=k.removesuffix('_bytes'))})", "disk"
+            return (f"max(opsdash_disk_bytes{_sel(j, volume=k.removesuffix('_bytes'))})",
+                    {"component": "disk"}, False)
         case ["capacity", "postgres", "db_size_bytes"]:
-            return f"max(opsdash_postgres_database_bytes{_sel(j)})", "postgres"
+            return f"max(opsdash_postgres_database_bytes{_sel(j)})", {"component": "postgres"}, False
         case ["capacity", "postgres", "connections_used" | "connections_max" as k]:
             st = k.removeprefix("connections_")
-            return f"max(opsdash_postgres_connections{_sel(j, state=st)})", "postgres"
-        case ["capacity", "influxdb", "file_count"]:
-            return f"max(opsdash_influxdb_files{_sel(j)})", "influxdb"
-        case ["capacity", "influxdb", "file_limit"]:
-            return f"max(opsdash_influxdb_file_limit{_sel(j)})", "influxdb"
-        case ["aggregates", ("tenants" | "devices" | "alerts" | "integrations") as e, k]:
-            return f"max(opsdash_platform_{e}{_sel(j, state=k)})", None
-        case ["errors", "counts", k] if k.endswith("_1h"):
-            return f"max(opsdash_errors_last_hour{_sel(j, kind=k.removesuffix('_1h'))})", None
-        case ["meta", "completeness", "ratio"]:
-            return f"min(opsdash_data_completeness_ratio{_sel(j)})", None
-        case ["rate", svc, counter]:
-            return _counter_rate(j, svc, counter, "1m"), None
-        case ["gauge", svc, gauge]:
-            return (f"sum(max by (exported_instance) (opsdash_service_reported_value"
-                    f"{_sel(j, service=svc, name=gauge)}))"), None
-    raise Untranslatable(f"no /metrics name carries {metric!r} (docs/deploy.md lists what does)")
-
-
-def _builtin_expr(name: str, job: str) -> tuple[str, dict[str, str]]:
-    j = job
-    match name:
-        case "component_down" | "component_degraded":
-            st = name.removeprefix("component_")
-            return (f"max by (component) (opsdash_component_status{_sel(j, status=st)}) == 1", {})
-        case "pg_connections_high":
+            return f"max(opsdash_postgres_connections{_sel(j, state=st)})", {"component": "postgres"}, False
+        case ["capacity", "postgres", "connections_used_pct"]:
             return (f"100 * max(opsdash_postgres_connections{_sel(j, state='used')})"
-                    f" / max(opsdash_postgres_connections{_sel(j, state='max')}) > 90",
-                    {"component": "postgres"})
-        case "disk_full_forecast":
-            # at least an hour of trend (the series existed an hour ago), else a fresh start forecasts
-            # from two points
-            return (f"max(predict_linear(opsdash_disk_used_ratio{_sel(j)}[6h], 86400)) >= 1"
-                    f" and on() count(opsdash_disk_used_ratio{_sel(j)} offset 1h) > 0",
-                    {"component": "disk"})
-        case "view_stale":
-            return (f"max by (instance) (opsdash_gateway_view_age_seconds{_sel(j)}) > 10"
-                    f" or max by (instance) (opsdash_gateway_view_stale{_sel(j)}) == 1", {})
-        case "error_rate_spike":
+                    f" / max(opsdash_postgres_connections{_sel(j, state='max')})",
+                    {"component": "postgres"}, False)
+        case ["capacity", "influxdb", "file_count"]:
+            return f"max(opsdash_influxdb_files{_sel(j)})", {"component": "influxdb"}, False
+        case ["capacity", "influxdb", "file_limit"]:
+            return f"max(opsdash_influxdb_file_limit{_sel(j)})", {"component": "influxdb"}, False
+        case ["aggregates", ("tenants" | "devices" | "alerts" | "integrations") as e, k]:
+            return f"max(opsdash_platform_{e}{_sel(j, state=k)})", {}, False
+        case ["errors", "counts", k] if k.endswith("_1h"):
+            return f"max(opsdash_errors_last_hour{_sel(j, kind=k.removesuffix('_1h'))})", {}, False
+        case ["meta", "completeness", "ratio"]:
+            return f"min(opsdash_data_completeness_ratio{_sel(j)})", {}, False
+        case ["rate", svc, counter] if "*" not in svc + counter:
+            return _counter_rate(j, svc, counter, "1m"), {}, False
+        case ["gauge", svc, gauge] if "*" not in svc + gauge:
+            return (f"sum(max by (exported_instance) (opsdash_service_reported_value"
+                    f"{_sel(j, service=svc, name=gauge)}))"), {}, False
+        case ["view_age_s"]:
+            # per gateway; one that never had a view has no age, only the stale flag (counted as "ever")
+            return (f"(max by (instance) (opsdash_gateway_view_age_seconds{_sel(j)})"
+                    f" or max by (instance) (opsdash_gateway_view_stale{_sel(j)}) * 1e9)"), {}, False
+        case ["disk_full_in_s"]:
+            return f"opsdash_disk_used_ratio{_sel(j)}", {"component": "disk"}, False  # see _translate
+        case ["errors_spike", _]:
             raise Untranslatable(
                 "the view carries errors per category only as rolling one-hour counts "
                 "(opsdash_errors_last_hour), not as counters, so the last minute's count cannot be "
                 "recovered in PromQL (a rolling count's change mixes new errors with ones aging out); "
-                "opsdash evaluates it on its own (design.md section 9)")
-    raise Untranslatable(f"unknown built-in {name!r}")
+                "opsdash keeps evaluating it (design.md section 9)")
+    raise Untranslatable(f"no /metrics name carries {metric!r} (docs/deploy.md section 7 lists what does)")
 
 
-def _spec_from(raw: Any) -> RuleSpec:
-    """A RuleSpec from a configured rule (a msgspec Struct of alerts/ or a plain mapping)."""
-    get = raw.get if isinstance(raw, Mapping) else (lambda k, d=None: getattr(raw, k, d))
-    value = get("value", 0)
-    return RuleSpec(name=str(get("name", "")), metric=str(get("metric", "") or ""),
-                    op=str(get("op", ">") or ">"),
-                    value=value if isinstance(value, (int, float, str)) else 0,
-                    for_s=float(get("for_s", 0) or 0), severity=str(get("severity", "warning")),
-                    summary=str(get("summary", "") or ""), keep_firing_s=get("keep_firing_s", None),
-                    enabled=bool(get("enabled", True)))
+def effective_rules(config: Any,
+                    configured: Iterable[Any] | None = None) -> tuple[list[RuleSpec], list[Skipped]]:
+    """The rules opsdash evaluates (alerts.engine.compile_rules: built-ins adjusted, replaced or
+    switched off by ``[[alerts.rules]]``), and the switched-off ones. ``configured`` (mappings or
+    RuleConfig) replaces the configuration's rules."""
+    import msgspec
 
+    from alerts.config import AlertsConfig, RuleConfig
+    from alerts.engine import compile_rules
 
-def configured_rules(config: Any) -> list[Any]:
-    """``[[alerts.rules]]`` of the configuration, when the config has an alerts section."""
     alerts = getattr(config, "alerts", None)
-    rules = getattr(alerts, "rules", None) if alerts is not None else None
-    return list(rules or [])
-
-
-def default_keep_firing_s(config: Any) -> float:
-    alerts = getattr(config, "alerts", None)
-    v = getattr(alerts, "keep_firing_s", None) if alerts is not None else None
-    return float(v) if isinstance(v, (int, float)) else 30.0
+    if not isinstance(alerts, AlertsConfig):
+        alerts = AlertsConfig()
+    if configured is not None:
+        rules = [r if isinstance(r, RuleConfig) else msgspec.convert(r, RuleConfig) for r in configured]
+        alerts = msgspec.structs.replace(alerts, rules=rules)
+    compiled = compile_rules(alerts)
+    specs = [RuleSpec(r.name, r.metric, r.op, r.value, r.for_s, r.severity, r.summary, r.keep_firing_s)
+             for r in compiled.values()]
+    off = [Skipped(r.name, "switched off in the configuration (enabled = false)")
+           for r in alerts.rules if not r.enabled]
+    return specs, off
 
 
 def prometheus_rules(config: Any, job: str = "opsdash",
                      configured: Iterable[Any] | None = None) -> RuleExport:
-    """The built-ins (replaced by configured rules of the same name) and the configured rules."""
+    """design.md section 9's rules, as opsdash evaluates them, as Prometheus alerting rules."""
+    from alerts.engine import BUILTINS
+
     out = RuleExport(job=job)
-    keep_default = default_keep_firing_s(config)
-    specs: dict[str, RuleSpec] = {r.name: r for r in BUILTIN_RULES}
-    builtin = set(specs)
-    for raw in configured_rules(config) if configured is None else configured:
-        spec = _spec_from(raw)
-        base = specs.get(spec.name)
-        if base is not None and spec.name in builtin and not spec.metric:
-            # only name (+ enabled / for_s ...) given: adjust the built-in
-            spec = RuleSpec(base.name, base.metric, base.op, base.value,
-                            spec.for_s if spec.for_s else base.for_s, spec.severity or base.severity,
-                            spec.summary or base.summary, spec.keep_firing_s, spec.enabled)
-            specs[spec.name] = spec
-        else:
-            builtin.discard(spec.name)  # a configured rule with its own metric replaces a built-in
-            specs[spec.name] = spec
-    for spec in specs.values():
-        if not spec.enabled:
-            out.skipped.append(Skipped(spec.name, "switched off in the configuration (enabled = false)"))
-            continue
+    specs, off = effective_rules(config, configured)
+    for spec in specs:
         try:
-            out.rules.append(_translate(spec, job, spec.name in builtin, keep_default))
+            out.rules.append(_translate(spec, job, BUILTINS.get(spec.name)))
         except Untranslatable as exc:
             out.skipped.append(Skipped(spec.name, str(exc)))
+    out.skipped += off
     return out
 
 
-def _translate(spec: RuleSpec, job: str, builtin: bool, keep_default: float) -> PromRule:
-    labels = {"severity": spec.severity}
-    if builtin and not spec.metric:
-        expr, extra = _builtin_expr(spec.name, job)
+def _translate(spec: RuleSpec, job: str, builtin: Any) -> PromRule:
+    value_expr, labels, status_set = translate_metric(spec.metric, job, spec.value)
+    op, value = spec.op, spec.value
+    if status_set:
+        if op not in ("==", "!="):
+            raise Untranslatable(f"a status compares only with == or !=, got {op!r}")
+        expr = f"{value_expr} == {1 if op == '==' else 0}"
+    elif isinstance(value, str):
+        raise Untranslatable(f"{spec.metric} is a number; {value!r} is not")
+    elif spec.metric == "disk_full_in_s":
+        # full within `value` seconds at the trend of the last 6 h, once there are 30 min of it
+        # (the engine's FORECAST_MIN_SPAN_S)
+        if op not in ("<", "<="):
+            raise Untranslatable(f"disk_full_in_s translates only with < or <=, got {op!r}")
+        expr = (f"max(predict_linear(opsdash_disk_used_ratio{_sel(job)}[6h], {_num(value)})) >= 1"
+                f" and on() count(opsdash_disk_used_ratio{_sel(job)} offset 30m) > 0")
+        labels = {"component": "disk"}
     else:
-        if spec.op not in _OPS:
-            raise Untranslatable(f"op {spec.op!r} is not one of {' '.join(_OPS)}")
-        value_expr, component = translate_metric(spec.metric, job, spec.value)
-        extra = {"component": component} if component else {}
-        if isinstance(spec.value, str):
-            if spec.op not in ("==", "!="):
-                raise Untranslatable(f"a status compares only with == or !=, got {spec.op!r}")
-            # a status set: the named status' series is 1 while it is the current status
-            expr = f"{value_expr} == {1 if spec.op == '==' else 0}"
-        else:
-            if not isinstance(spec.value, (int, float)) or spec.value != spec.value:
-                raise Untranslatable(f"value {spec.value!r} is not a number")
-            expr = f"{value_expr} {spec.op} {_num(spec.value)}"
-    labels.update(extra)
-    annotations = {"summary": spec.summary or f"{spec.name}: {spec.metric} {spec.op} {spec.value}",
-                   "source": "opsdash export prometheus-rules (design.md section 9)"}
-    keep = spec.keep_firing_s if spec.keep_firing_s is not None else keep_default
-    return PromRule(spec.name, expr, spec.for_s, keep, labels, annotations)
+        expr = f"{value_expr} {op} {_num(value)}"
+    summary = spec.summary
+    if builtin is not None and summary == builtin.summary and spec.name in BUILTIN_SUMMARIES:
+        summary = BUILTIN_SUMMARIES[spec.name]
+    else:
+        summary = _prom_summary(spec)
+    return PromRule(spec.name, expr, spec.for_s, spec.keep_firing_s, {"severity": spec.severity, **labels},
+                    {"summary": summary, "source": "opsdash export prometheus-rules (design.md section 9)"})
+
+
+def _prom_summary(spec: RuleSpec) -> str:
+    """The engine's ``{placeholders}`` as Prometheus templates; a summary with others falls back."""
+    out = spec.summary
+    for key, template in _PLACEHOLDERS.items():
+        out = out.replace("{" + key + "}", template)
+    if re.search(r"(?<!\{)\{[a-z_]+\}(?!\})", out):
+        return f"{spec.name}: {spec.metric} {spec.op} {spec.value!r} (now {{{{ $value }}}})"
+    return out
 
 
 def _num(v: float) -> str:

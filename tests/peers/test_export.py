@@ -57,7 +57,12 @@ def test_cli_prints_rules_that_promtool_accepts_and_lists_the_untranslatable(tmp
     assert rules["disk_usage_high"]["labels"]["component"] == "disk"
     assert "predict_linear(opsdash_disk_used_ratio" in rules["disk_full_forecast"]["expr"]
     assert "[6h], 86400)) >= 1" in rules["disk_full_forecast"]["expr"]
-    assert all(r.get("keep_firing_for") == "30s" for n, r in rules.items() if n != "opsdash_gateway_unreachable")
+    assert "offset 30m" in rules["disk_full_forecast"]["expr"]  # the engine's 30 min of trend first
+    assert rules["disk_full_forecast"]["keep_firing_for"] == "600s"  # as the engine's built-in
+    assert all(r.get("keep_firing_for") == "30s" for n, r in rules.items()
+               if n not in ("opsdash_gateway_unreachable", "disk_full_forecast"))
+    stale = rules["view_stale"]["expr"]
+    assert stale.startswith("(max by (instance)") and stale.endswith(") > 10")
     # error_rate_spike is listed, with why, in the file and on stderr
     assert "#   error_rate_spike: the view carries errors per category only as rolling" in out.stdout
     assert "not translated: error_rate_spike" in out.stderr
@@ -108,13 +113,11 @@ def test_configured_rules_translate(rule: dict[str, Any], expr: str, tmp_path: P
 
 @pytest.mark.parametrize(("rule", "why"), [
     ({"name": "x", "metric": "services.ingest.instances", "op": ">", "value": 1}, "no /metrics name carries"),
-    ({"name": "x", "metric": "health.components.ingest.status", "op": ">", "value": "down"},
-     "a status compares only with == or !="),
     ({"name": "x", "metric": "health.components.ingest.status", "op": "==", "value": "broken"},
-     "compares with a status"),
-    ({"name": "x", "metric": "capacity.disk.used_pct", "op": "=~", "value": 1}, "op '=~' is not one of"),
-    ({"name": "x", "metric": "capacity.disk.used_pct", "op": ">", "value": "high"},
-     "a status compares only"),
+     "a status compares with one of healthy, degraded, down, unknown"),
+    ({"name": "x", "metric": "capacity.disk.used_pct", "op": "==", "value": "high"},
+     "capacity.disk.used_pct is a number"),
+    ({"name": "x", "metric": "errors_spike:auth_failures", "op": ">=", "value": 3}, "rolling one-hour counts"),
     ({"name": "x", "metric": 'capacity.disk"} or up{', "op": ">", "value": 1}, "not a view path"),
 ])
 def test_untranslatable_rules_are_listed_with_the_reason(rule: dict[str, Any], why: str) -> None:
@@ -144,10 +147,7 @@ def test_configured_rules_replace_adjust_and_switch_off_builtins() -> None:
 
 def test_translate_metric_names_components() -> None:
     assert translate_metric("capacity.postgres.db_size_bytes", "j", 0) == \
-        ('max(opsdash_postgres_database_bytes{job="j"})', "postgres")
-    assert translate_metric("capacity.disk.used_volume_bytes", "j", 0) == \
-        ('max(opsdash_disk_bytes{job="j",volume="used_volume"})', "disk")
-    assert translate_metric("ingest_rate", "j", 0) == ('max(opsdash_rate_per_second{job="j",rate="ingest"})', None)
+        ('max(opsdash_postgres_database_bytes{job="j"})', {"component": "postgres"}, False)
 
 
 def test_dashboard_shape() -> None:
@@ -191,3 +191,56 @@ def test_dashboard_follows_the_configured_metric_mapping() -> None:
     config = load_config(env={"OPSDASH_AGGREGATOR__INGEST_RATE": "edge.frames_in"})
     exprs = dict((e, t) for t, e in dashboard_expressions(grafana_dashboard(config)))
     assert any('service="edge",counter="frames_in"' in e for e in exprs)
+
+
+def test_rules_the_engine_refuses_are_refused_here_too() -> None:
+    from alerts.engine import RuleError
+
+    for bad in ({"name": "x", "metric": "health.components.ingest.status", "op": ">", "value": "down"},
+                {"name": "x", "metric": "capacity.disk.used_pct", "op": "=~", "value": 1},
+                {"name": "x", "metric": "capacity.disk.used_pct", "op": ">", "value": "high"}):
+        with pytest.raises(RuleError, match="rule 'x'"):
+            prometheus_rules(None, configured=[bad])
+
+
+def test_the_demo_rules_from_a_config_file_translate(tmp_path: Path) -> None:
+    """[[alerts.rules]] as the demo configures them, through --config: wildcards over instances, a
+    service gauge, the engine's summary placeholders as Prometheus templates."""
+    (tmp_path / "opsdash.toml").write_text("""
+[[alerts.rules]]
+name = "instance_down"
+metric = "services.*.instances.*.status"
+op = "=="
+value = "down"
+for_s = 5
+keep_firing_s = 15
+severity = "critical"
+summary = "{service}/{instance} is down{reason_suffix}"
+
+[[alerts.rules]]
+name = "delivery_backlog"
+metric = "gauge:delivery:pending_jobs"
+op = ">"
+value = 60
+for_s = 10
+summary = "delivery backlog: {value} webhook jobs pending"
+
+[[alerts.rules]]
+name = "component_degraded"
+enabled = false
+""")
+    out = _cli("--config", str(tmp_path / "opsdash.toml"), "export", "prometheus-rules")
+    assert out.returncode == 0, out.stderr
+    _promtool_rules(out.stdout, tmp_path)
+    rules = {r["alert"]: r for r in yaml.safe_load(out.stdout)["groups"][0]["rules"]}
+    down = rules["instance_down"]
+    assert down["expr"] == ('max by (service, exported_instance) (opsdash_instance_status{job="opsdash",'
+                            'status="down"}) == 1')
+    assert (down["for"], down["keep_firing_for"], down["labels"]["severity"]) == ("5s", "15s", "critical")
+    assert down["annotations"]["summary"] == "{{ $labels.service }}/{{ $labels.exported_instance }} is down"
+    backlog = rules["delivery_backlog"]
+    assert backlog["expr"] == ('sum(max by (exported_instance) (opsdash_service_reported_value{job="opsdash",'
+                               'service="delivery",name="pending_jobs"})) > 60')
+    assert backlog["annotations"]["summary"] == "delivery backlog: {{ $value }} webhook jobs pending"
+    assert "component_degraded" not in rules
+    assert "#   component_degraded: switched off in the configuration" in out.stdout

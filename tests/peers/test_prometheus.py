@@ -150,7 +150,7 @@ def test_exported_rules_load_and_the_disk_rule_fires_on_a_full_disk(ps: PromStac
         alerts = ps.prom.api("alerts")["alerts"]
         disk = next(a for a in alerts if a["labels"]["alertname"] == "disk_usage_high")
         assert float(disk["value"]) == pytest.approx(95.0)
-        assert disk["annotations"]["summary"] == "disk usage is 95.0 % (over 80 %)"
+        assert disk["annotations"]["summary"] == "disk 95.0 % used (threshold 80 %)"
     finally:
         ps.disk_file.write_text("78")
 
