@@ -202,6 +202,27 @@ def test_a_wall_screen_stays_live_through_token_renewals_and_key_rotation(sessio
     assert not st.op.stats()["errors"], st.op.stats()["errors"]
 
 
+def test_a_wall_screen_comes_back_by_itself_after_the_provider_was_unreachable(
+        session: Any, oidc_stack: OidcStack) -> None:
+    """The token endpoint is unreachable until the access token runs out (a provider outage, a laptop
+    asleep): the gateway closes the socket (4401), and once the provider answers again the page renews
+    with its refresh token and reconnects, with nobody at the keyboard."""
+    st = oidc_stack
+    page, socks = session()
+    _login(page, st, "operator", "?wall=1")
+    _wait_live(page)
+    token_url = f"{st.op.issuer}/protocol/openid-connect/token"
+    page.route(token_url, lambda route: route.abort())
+    page.wait_for_selector('[data-testid="app"][data-phase="unauthorized"]',
+                           timeout=scaled(3 * st.access_ttl) * 1000)
+    assert any("token_expired" in f for f in socks.received)
+    opened = len(socks.opened)
+    page.unroute(token_url)
+    _wait_live(page)
+    assert len(socks.opened) == opened + 1  # one new connection, no storm
+    assert page.url.endswith("?wall=1")
+
+
 def test_logout_ends_the_socket_and_the_provider_session(session: Any, oidc_stack: OidcStack) -> None:
     st = oidc_stack
     page, _socks = session()

@@ -124,6 +124,23 @@ export async function initOidc(info: AuthInfo, onToken: () => void): Promise<voi
   }
 }
 
+/**
+ * After the gateway refused the socket (4401: e.g. the token ran out while the provider could not be
+ * reached, or the machine slept): renew with the refresh token if there is one. True when a new
+ * token came (the live connection then reconnects through `onToken`).
+ */
+export async function tryRenew(): Promise<boolean> {
+  if (!manager) return false;
+  const user = await manager.getUser();
+  if (!user?.refresh_token) return false;
+  try {
+    await manager.signinSilent();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function oidcConfigured(): boolean {
   return manager !== null;
 }

@@ -3,7 +3,7 @@
  * and the page of the current route. Pages come from routes.ts.
  */
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { getStoredToken, getToken, initOidc, logout, oidcConfigured, oidcLogin, setStoredToken } from "../api/auth";
+import { getStoredToken, getToken, initOidc, logout, oidcConfigured, oidcLogin, setStoredToken, tryRenew } from "../api/auth";
 import { LiveClient, liveUrl } from "../api/live";
 import { fetchAuthInfo } from "../api/system";
 import type { AuthInfo } from "../api/types";
@@ -95,6 +95,23 @@ export function App() {
   }, [overall, title]);
 
   const needLogin = live.phase === "unauthorized";
+  // A wall screen whose token ran out (provider unreachable for a while, machine asleep) gets back by
+  // itself while its refresh token is good: try every 5 s, the login form shows meanwhile.
+  useEffect(() => {
+    if (!needLogin || !oidcConfigured()) return;
+    let stopped = false;
+    let timer: ReturnType<typeof setTimeout> | null = null;
+    const attempt = async () => {
+      if (stopped) return;
+      if (await tryRenew()) return; // userLoaded -> client.renewToken() -> reconnect
+      if (!stopped) timer = setTimeout(() => void attempt(), 5000);
+    };
+    void attempt();
+    return () => {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+    };
+  }, [needLogin]);
   const showLogin = needLogin || loginOpen;
   const wallHref = `${loc.path}?${new URLSearchParams([...loc.query, ["wall", "1"]]).toString()}`;
   const controls = (
