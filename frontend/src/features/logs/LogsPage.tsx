@@ -320,7 +320,7 @@ export function LogsPage() {
         <span>{rangeLabel(query)}</span>
         {counts && (
           <span data-testid="logs-counts">
-            · <strong>{fmtCount(counts.total)}</strong> warnings or worse
+            · in this range <strong>{fmtCount(counts.total)}</strong> warnings or worse{query.service ? ` of ${query.service}` : ""}
             {Object.entries(counts.by_severity).map(([s, n]) => (
               <span class="chip" key={s}>
                 <span aria-hidden="true">{SEVERITY_ICON[s] ?? "•"}</span> {fmtCount(n)} {s}
