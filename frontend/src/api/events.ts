@@ -68,3 +68,19 @@ export function fetchEvents(params: URLSearchParams, token: string | null, signa
 export function fetchErrorCounts(params: URLSearchParams, token: string | null, signal?: AbortSignal): Promise<ErrorCounts> {
   return getJson(`/operator/system/events/counts?${params.toString()}`, token, signal);
 }
+
+/**
+ * Whether the gateway has a history database (`history.enabled` of /healthz, always served): without
+ * one the page says so instead of asking for events (a 404 the browser would log as an error).
+ * Unknown (an older gateway, no answer): assume on and let the endpoints answer.
+ */
+export async function historyEnabled(): Promise<boolean> {
+  try {
+    const res = await fetch("/healthz", { headers: { Accept: "application/json" }, cache: "no-store" });
+    if (!res.ok) return true;
+    const body = (await res.json()) as { history?: { enabled?: boolean } };
+    return body.history?.enabled !== false;
+  } catch {
+    return true;
+  }
+}

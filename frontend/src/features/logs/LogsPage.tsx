@@ -9,7 +9,14 @@
  */
 import { useEffect, useMemo, useReducer, useRef, useState } from "preact/hooks";
 import { getToken } from "../../api/auth";
-import { type ErrorCounts, type EventItem, EventsApiError, fetchErrorCounts, fetchEvents } from "../../api/events";
+import {
+  type ErrorCounts,
+  type EventItem,
+  EventsApiError,
+  fetchErrorCounts,
+  fetchEvents,
+  historyEnabled,
+} from "../../api/events";
 import type { EventsFrame } from "../../api/live";
 import { useLive } from "../../app/live";
 import { navigate, useLocation } from "../../app/router";
@@ -144,6 +151,13 @@ export function LogsPage() {
     dispatch({ type: "reset" });
     setCounts(null);
     void (async () => {
+      if (!(await historyEnabled())) {
+        if (id === reqId.current) {
+          dispatch({ type: "error", message: "Event history is off: the gateway has no history database "
+            + "(OPSDASH_HISTORY_URL). The live tail still shows new events." });
+        }
+        return;
+      }
       const token = await getToken().catch(() => null);
       try {
         const page = await fetchEvents(apiParams(query), token, abort.signal);

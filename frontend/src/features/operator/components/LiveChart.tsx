@@ -35,7 +35,10 @@ function axisStyle(): { fontPx: number; axisColor: string } {
  * A uPlot line chart created once, fed with `setData` on every update (no re-creation, no flicker),
  * resized with its box, destroyed on unmount.
  */
-/** Put one link per marker in view over the plot (inside uPlot's overlay, so they move with it). */
+/** Markers closer than this (CSS px) share one link, so two links never overlap. */
+const MARKER_GAP_PX = 14;
+
+/** Put the marker links in view over the plot (inside uPlot's overlay, so they move with it). */
 function placeMarkerLinks(u: uPlot, links: MarkerLink[]): void {
   let layer = u.over.querySelector<HTMLDivElement>(".chart-marker-links");
   if (!layer) {
@@ -44,20 +47,36 @@ function placeMarkerLinks(u: uPlot, links: MarkerLink[]): void {
     u.over.appendChild(layer);
   }
   const [min, max] = [u.scales.x?.min ?? 0, u.scales.x?.max ?? 0];
-  const shown = links.filter((m) => m.ts >= min && m.ts <= max).slice(-60);
-  const want = shown.map((m) => `${m.href}@${Math.round(u.valToPos(m.ts, "x"))}`).join(" ");
+  const placed = links
+    .filter((m) => m.ts >= min && m.ts <= max)
+    .map((m) => ({ m, x: u.valToPos(m.ts, "x") }))
+    .sort((a, b) => a.x - b.x);
+  // one link per cluster: the newest marker of markers closer than MARKER_GAP_PX
+  const groups: { m: MarkerLink; x: number; n: number }[] = [];
+  for (const p of placed) {
+    const last = groups[groups.length - 1];
+    if (last && p.x - last.x < MARKER_GAP_PX) {
+      last.n += 1;
+      if (p.m.ts >= last.m.ts) last.m = p.m;
+    } else {
+      groups.push({ ...p, n: 1 });
+    }
+  }
+  const shown = groups.slice(-60);
+  const want = shown.map((g) => `${g.m.href}@${Math.round(g.x)}#${g.n}`).join(" ");
   if (layer.dataset.key === want) return;
   layer.dataset.key = want;
   layer.replaceChildren(
-    ...shown.map((m) => {
+    ...shown.map((g) => {
       const a = document.createElement("a");
       a.className = "chart-marker";
-      a.href = m.href;
+      a.href = g.m.href;
       a.textContent = "▼";
-      a.title = m.label;
-      a.setAttribute("aria-label", m.label);
+      const label = g.n > 1 ? `${g.m.label} (and ${g.n - 1} more close by)` : g.m.label;
+      a.title = label;
+      a.setAttribute("aria-label", label);
       a.dataset.testid = "chart-marker";
-      a.style.left = `${u.valToPos(m.ts, "x")}px`;
+      a.style.left = `${g.x}px`;
       return a;
     }),
   );
