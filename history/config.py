@@ -26,8 +26,9 @@ class HistoryConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
 class RecorderConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     #: Messages held while the database is slow or away (in order; the oldest are dropped and counted
-    #: beyond this). One second of the platform is one message plus its events: 86,400 ~ a day.
-    buffer: Annotated[int, msgspec.Meta(ge=10, le=10_000_000)] = 86_400
+    #: beyond this). One second of the platform is one message (~8 KB at 200 series) plus its events:
+    #: 7,200 ~ two hours, ~60 MB.
+    buffer: Annotated[int, msgspec.Meta(ge=10, le=10_000_000)] = 7_200
     #: Most messages written in one transaction (a backlog is written in such batches).
     batch: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 2_000
     #: MQTT client id suffix and bus instance name of this recorder.

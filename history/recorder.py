@@ -60,6 +60,13 @@ _DB_ERRORS: Final = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, Tim
 _decode_json = decode_json_value  # deep nesting is a DecodeError too (issue 17)
 
 
+class _Head(msgspec.Struct):
+    ts: float
+
+
+_decode_ts = msgspec.json.Decoder(_Head).decode
+
+
 class RecorderService:
     """Buffer what arrives, write it in batches; ``run()`` until cancelled."""
 
@@ -117,8 +124,8 @@ class RecorderService:
         now = self.clock()
         match tail:
             case ["v1", "view", "second"]:
-                data = _decode_json(payload)
-                return Item("second", float(data["ts"]), data)
+                head = _decode_ts(payload)  # the rest is decoded when written (history/store.py)
+                return Item("second", head.ts, {}, raw=payload)
             case ["v1", "svc", service, instance, "events"]:
                 ev = decode_event(payload)
                 d = msgspec.structs.asdict(ev)
