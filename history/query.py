@@ -16,9 +16,7 @@ error bound, returned beside the series as ``relative_error``.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import asyncpg
@@ -27,7 +25,7 @@ from history.second import WRITE_HIST
 from history.store import dt, hist_from_row
 from telemetry_bus.histogram import ExpHistogram
 
-__all__ = ["MAX_POINTS", "QUANTILES", "STEPS", "HistoryReader", "QueryError", "auto_step", "parse_time"]
+__all__ = ["MAX_POINTS", "QUANTILES", "STEPS", "HistoryReader", "QueryError", "auto_step"]
 
 #: Steps the default picks from (seconds): the smallest giving <= DEFAULT_POINTS points.
 STEPS: Final = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
@@ -35,8 +33,6 @@ DEFAULT_POINTS: Final = 1000
 #: Most points one series may have in an answer (an explicit step smaller than that is refused).
 MAX_POINTS: Final = 20_000
 QUANTILES: Final = {"write_p50": 0.5, "write_p95": 0.95, "write_p99": 0.99}
-_REL: Final = re.compile(r"^-(\d+(?:\.\d+)?)(s|m|h|d|w)$")
-_UNIT: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class QueryError(ValueError):
@@ -45,33 +41,6 @@ class QueryError(ValueError):
     def __init__(self, param: str, message: str) -> None:
         super().__init__(f"{param}: {message}")
         self.param = param
-
-
-def parse_time(param: str, raw: str, now: float) -> float:
-    """Unix seconds, ISO 8601 (``Z`` or an offset; no offset means UTC), ``now``, or ``-15m``/``-6h``/
-    ``-7d`` (also ``s`` and ``w``) relative to now."""
-    text = raw.strip()
-    if text == "now":
-        return now
-    m = _REL.match(text)
-    if m:
-        return now - float(m.group(1)) * _UNIT[m.group(2)]
-    try:
-        value = float(text)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(value) or value < 0:
-            raise QueryError(param, f"{raw!r} is not a time (Unix seconds must be finite and >= 0)")
-        return value
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise QueryError(param, f"{raw!r} is not a time: use Unix seconds, ISO 8601, 'now' or "
-                                "a relative time such as -15m, -6h, -7d") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
 
 
 def auto_step(span: float, points: int = DEFAULT_POINTS) -> int:
