@@ -23,6 +23,7 @@ import asyncpg
 
 from history.second import WRITE_HIST
 from history.store import dt, hist_from_row
+from telemetry_bus.contract import Hist
 from telemetry_bus.histogram import ExpHistogram
 
 __all__ = ["MAX_POINTS", "QUANTILES", "STEPS", "HistoryReader", "QueryError", "auto_step"]
@@ -147,51 +148,60 @@ class HistoryReader:
 
     async def _values(self, conn: asyncpg.Connection, sids: list[int],
                       rng: Range) -> dict[int, dict[int, float]]:
+        """Means per bin over the points present: rollups up to the newest rolled minute (the current
+        15 min rollup holds every rolled minute of its quarter), the 1 s frames after it; a bin that
+        spans both adds their sums and counts."""
         if not sids:
             return {}
         table, _, _res = _source(rng.step)
-        out: dict[int, dict[int, float]] = {sid: {} for sid in sids}
+        acc: dict[int, dict[int, list[float]]] = {sid: {} for sid in sids}  # sid -> t -> [sum, n]
         split = float(rng.start)
         if table != "frames":
-            # a rollup row at ts covers [ts, ts + res); the newest one may still be filling up
             until = await self._rolled_until(conn, "rollup_1m", sids[0])
-            split = max(float(rng.start), min(rng.end, math.floor(until / rng.step) * rng.step))
+            split = max(float(rng.start), min(rng.end, until))
             rows = await conn.fetch(
                 f"SELECT series_id, (floor(extract(epoch FROM ts) / $4) * $4)::bigint AS t, "
-                f"sum(sum) / sum(n) AS v FROM {table} WHERE series_id = ANY($1::int[]) "
+                f"sum(sum) AS s, sum(n) AS n FROM {table} WHERE series_id = ANY($1::int[]) "
                 f"AND ts >= $2 AND ts < $3 GROUP BY 1, 2", sids, dt(rng.start), dt(split), rng.step)
             for r in rows:
-                out[int(r["series_id"])][int(r["t"])] = float(r["v"])
+                acc[int(r["series_id"])][int(r["t"])] = [float(r["s"]), float(r["n"])]
         if split < rng.end:
-            cols = ", ".join(f"avg(vals[{int(s)}])" for s in sids)
+            cols = ", ".join(f"sum(vals[{int(s)}]), count(vals[{int(s)}])" for s in sids)
             rows = await conn.fetch(
                 f"SELECT (floor(extract(epoch FROM ts) / $3) * $3)::bigint AS t, {cols} FROM frames "
                 f"WHERE ts >= $1 AND ts < $2 GROUP BY 1", dt(split), dt(rng.end), rng.step)
             for r in rows:
                 t = int(r["t"])
                 for i, sid in enumerate(sids):
-                    v = r[i + 1]
-                    if v is not None:
-                        out[sid][t] = float(v)
-        return out
+                    total, n = r[2 * i + 1], r[2 * i + 2]
+                    if n:
+                        cell = acc[sid].setdefault(t, [0.0, 0.0])
+                        cell[0] += float(total)
+                        cell[1] += float(n)
+        return {sid: {t: sn[0] / sn[1] for t, sn in bins.items() if sn[1]} for sid, bins in acc.items()}
 
     async def _hists(self, conn: asyncpg.Connection, sid: int, rng: Range) -> dict[int, ExpHistogram]:
+        """Merged histogram per bin: the rollup histograms up to the newest rolled minute, the 1 s ones
+        after it (merged from their wire form without building a histogram per row)."""
         _, table, _res = _source(rng.step)
         merged: dict[int, ExpHistogram] = {}
         split = float(rng.start)
+        step = rng.step
 
         def add(rows: list[Any]) -> None:
             for r in rows:
-                t = int(r["ts"].timestamp()) // rng.step * rng.step
+                t = int(r["ts"].timestamp()) // step * step
                 h = merged.get(t)
                 if h is None:
                     merged[t] = hist_from_row(r)
                 else:
-                    h.merge(hist_from_row(r))
+                    h.merge_wire(Hist(scale=r["scale"], zero_count=r["zero_count"], offset=r["offset"],
+                                      counts=r["counts"], count=r["count"], sum=r["sum"], min=r["min"],
+                                      max=r["max"]))
 
         if table != "hist_1s":
             until = await self._rolled_until(conn, "hist_1m", sid)
-            split = max(float(rng.start), min(rng.end, math.floor(until / rng.step) * rng.step))
+            split = max(float(rng.start), min(rng.end, until))
             add(await conn.fetch(f"SELECT * FROM {table} WHERE series_id = $1 AND ts >= $2 AND ts < $3",
                                  sid, dt(rng.start), dt(split)))
         if split < rng.end:
