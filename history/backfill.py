@@ -108,6 +108,8 @@ async def series_from_history(dsn: str, now: float, length: int = 900, window_s:
     """Read the last ``length`` seconds (and the window before them) from history; see the module doc."""
     conn = await asyncpg.connect(dsn, timeout=timeout)
     try:
+        if not await conn.fetchval("SELECT to_regclass('series') IS NOT NULL"):
+            return {}  # a new history database: nothing recorded yet (the recorder creates the schema)
         names = [n for n, _ in VIEW_RATES]
         ids = {str(r["name"]): int(r["id"]) for r in await conn.fetch(
             "SELECT id, name FROM series WHERE name = ANY($1::text[])", [*names, WRITE_HIST])}
