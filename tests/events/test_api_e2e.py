@@ -7,6 +7,7 @@ reporters publish, and a gateway on port 0 answering over HTTP and the WebSocket
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -324,3 +325,51 @@ async def test_display_tokens_tail_and_search_only_when_their_sections_allow(
                 assert ws.close_code == 4403, ws.close_code
         finally:
             await gw.stop()
+
+
+async def test_the_tail_carries_the_aggregators_own_entries_once(
+        mosquitto: Mosquitto, env: Env) -> None:
+    """A quarantined message is an event only the aggregator makes: it reaches the tail through the
+    view's feed; a service's own event, also in the feed, is not sent a second time."""
+    from opsdash.wiring import build_aggregator
+
+    agg = build_aggregator(load_config(env={"OPSDASH_MQTT_URL": mosquitto.url,
+                                            "OPSDASH_AGGREGATOR__ID": "tail-agg",
+                                            "OPSDASH_AGGREGATOR__TICK_S": "0.25"}))
+    task = asyncio.create_task(agg.run())
+    try:
+        await asyncio.wait_for(agg.connected.wait(), scaled(10))
+        await eventually(lambda: env.gw.store.seq is not None and env.gw.store.seq > 0, 15,
+                         what="the gateway has the view")
+        ws = await tail_client(env, {"severity": "warning"})
+        try:
+            await asyncio.sleep(0.3)
+            proc = await asyncio.create_subprocess_exec(
+                "mosquitto_pub", "-h", mosquitto.host, "-p", str(mosquitto.port), "-q", "1",
+                "-t", "$ops/v1/svc/ingest/ingest-1/metrics", "-m", "{not json")
+            await proc.wait()
+            env.reporters[("delivery", "delivery-1")].event("webhook_failed", "hooks.acme.example 502",
+                                                            severity="error")
+            got: list[dict[str, Any]] = []
+            deadline = time.monotonic() + scaled(5)
+            while time.monotonic() < deadline:
+                try:
+                    got += (await next_events(ws, max(0.1, deadline - time.monotonic())))["events"]
+                except TimeoutError:
+                    break
+                if any(e["type"] == "quarantined" for e in got) and any(
+                        e["type"] == "webhook_failed" for e in got):
+                    await asyncio.sleep(2.5)  # the next patches (with the feed) come and go
+                    with contextlib.suppress(TimeoutError):
+                        while True:
+                            got += (await next_events(ws, 0.5))["events"]
+                    break
+            quarantined = [e for e in got if e["type"] == "quarantined"]
+            failed = [e for e in got if e["type"] == "webhook_failed"]
+            assert len(quarantined) == 1 and quarantined[0]["service"] == "opsdash-aggregator", got
+            assert "ingest-1/metrics" in quarantined[0]["attrs"]["topic"]
+            assert len(failed) == 1, got  # from the bus only, not again from the feed
+        finally:
+            await ws.close()
+    finally:
+        await cancel_and_wait([task])
