@@ -305,6 +305,8 @@ def services_section(ctx: SectionContext) -> dict[str, Any]:
             "instances_by_status": by_status, "versions": versions,
             "restarts": sum(i.restarts for i in insts),
             "missing_intervals": sum(i.missing_intervals for i in insts),
+            # records its instances' log handlers dropped over their rate (telemetry_bus/loghandler.py)
+            "log_records_dropped": sum(i.totals.get("log_records_dropped", 0) for i in insts),
             # the freshest heartbeat (the tile's age); one number per service per tick
             "last_seen": rnd(max((i.last_seen for i in insts if i.last_seen is not None), default=None)),
             "instances": {i.name: instance_view(i) for i in svc.instances.values()},

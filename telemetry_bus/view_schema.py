@@ -301,6 +301,8 @@ class ServiceEntry(_S):
     versions: dict[str, Count] | None = None
     restarts: Count | None = None
     missing_intervals: Count | None = None
+    #: log records the instances' log handlers dropped over their rate (since the aggregator saw them)
+    log_records_dropped: Count | None = None
     last_seen: Seconds | None = None
     #: per instance; only with ``services/<name>`` in a WebSocket hello's sections (docs/websocket.md)
     instances: dict[str, InstanceEntry] | None = None

@@ -125,20 +125,33 @@ async def test_a_flood_does_not_block_the_caller_and_drops_are_counted(
     rep, tap, logger = tapped
     handler = BusLogHandler(rep, rate_per_s=20)
     logger.addHandler(handler)
-    # 10,000 records over one second, in ten bursts of 1,000 (as a failing loop would log them);
-    # the time inside the handler is measured directly, beside the whole call for reference
-    inside = 0.0
-    emit = handler.handle
+    # 10,000 records over one second, in ten bursts of 1,000 (as a failing loop would log them). The
+    # time inside the handler is measured directly, and beside it, interleaved in the same run, the
+    # time inside a handler that does nothing (the logging module's own cost of calling a handler):
+    # the machine is shared, so the bound is relative to that baseline, with a few ms of slack.
+    class Nothing(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            pass
 
-    def timed(record: logging.LogRecord) -> bool:
-        nonlocal inside
-        t = time.perf_counter()
-        try:
-            return emit(record)
-        finally:
-            inside += time.perf_counter() - t
+    base_logger = logging.getLogger(f"{logger.name}.baseline")
+    base_logger.propagate = False
+    nothing = Nothing()
+    base_logger.addHandler(nothing)
+    spent = {"ours": 0.0, "nothing": 0.0}
 
-    handler.handle = timed  # type: ignore[method-assign]
+    def timed(h: logging.Handler, key: str) -> Any:
+        handle = h.handle
+
+        def wrapper(record: logging.LogRecord) -> bool:
+            t = time.perf_counter()
+            try:
+                return handle(record)
+            finally:
+                spent[key] += time.perf_counter() - t
+        return wrapper
+
+    handler.handle = timed(handler, "ours")  # type: ignore[method-assign]
+    nothing.handle = timed(nothing, "nothing")  # type: ignore[method-assign]
     total = 0.0
     start = time.monotonic()
     for burst in range(10):
@@ -146,17 +159,22 @@ async def test_a_flood_does_not_block_the_caller_and_drops_are_counted(
         for k in range(1000):
             logger.warning("upstream refused connection %d/%d", burst, k)
         total += time.perf_counter() - t
+        for k in range(1000):
+            base_logger.warning("upstream refused connection %d/%d", burst, k)
         await asyncio.sleep(max(0.0, start + (burst + 1) * 0.1 - time.monotonic()))
+    inside, baseline = spent["ours"], spent["nothing"]
     elapsed = time.monotonic() - start
     forwarded = handler.forwarded
     # burst of 20 plus 20/s refill over the second (a little more when the loop ran late)
     assert 20 <= forwarded <= 20 + 20 * elapsed + 2, (forwarded, elapsed)
     assert handler.dropped == 10_000 - forwarded
-    # ~1 us a record on the drop path; the bound leaves room for a loaded shared machine
-    assert inside < scaled(0.05), f"{inside * 1000:.1f} ms inside the handler for 10,000 records"
+    # the drop path is a clock read and a few attribute updates: ~1-2 us a record, ~3x doing nothing
+    assert inside < 4 * baseline + scaled(0.01), (
+        f"{inside * 1000:.1f} ms inside the handler for 10,000 records; a handler doing nothing: "
+        f"{baseline * 1000:.1f} ms")
     print(f"\n10,000 records in {elapsed:.2f} s: {inside * 1000:.1f} ms inside the handler "
-          f"({total * 1000:.1f} ms in logger.warning calls), forwarded {forwarded}, "
-          f"dropped {handler.dropped}")
+          f"({baseline * 1000:.1f} ms inside a handler doing nothing, {total * 1000:.1f} ms in the "
+          f"logger.warning calls), forwarded {forwarded}, dropped {handler.dropped}")
     # ground truth on the bus: every forwarded record arrived, every dropped one is in the counter
     await eventually(lambda: len(tap.events) == forwarded and tap.dropped_total == handler.dropped,
                      10, what="forwarded events and the drop counter on the bus")
@@ -238,3 +256,28 @@ async def test_the_reporters_own_records_are_not_forwarded(
         assert [e["message"] for e in tap.events] == ["a real one"]
     finally:
         own.removeHandler(handler)
+
+
+async def test_the_dashboard_shows_the_drops(mosquitto: Mosquitto, aggregator: Any) -> None:
+    """The count of dropped records reaches the view's service summary (the log page sums it)."""
+    rep = Reporter("evaluator", "evaluator-log", mqtt_url=mosquitto.url, interval_s=0.2)
+    await rep.start()
+    await rep.wait_connected()
+    logger = logging.getLogger("test.svc.drops")
+    logger.propagate = False
+    handler = BusLogHandler(rep, rate_per_s=5, burst=5)
+    logger.addHandler(handler)
+    try:
+        for k in range(500):
+            logger.error("flood %d", k)
+        assert handler.dropped >= 490
+
+        def shown() -> Any:
+            last = aggregator.last
+            return last is not None and last.view["services"].get("evaluator", {}).get(
+                "log_records_dropped") == handler.dropped
+
+        await eventually(shown, 10, what=f"log_records_dropped == {handler.dropped} in the view")
+    finally:
+        logger.removeHandler(handler)
+        await rep.stop()

@@ -9,6 +9,7 @@
  */
 import { useEffect, useMemo, useReducer, useRef, useState } from "preact/hooks";
 import { getToken } from "../../api/auth";
+import type { View } from "../../api/types";
 import {
   type ErrorCounts,
   type EventItem,
@@ -55,28 +56,13 @@ function rangeLabel(q: LogsQuery): string {
   return `${show(q.from)} – ${q.to ? show(q.to) : "now"}`;
 }
 
-/** Sum of a counter over every instance the view shows (per-instance totals or per-service ones). */
-function viewCounter(view: unknown, name: string): number | null {
-  const services = (view as { services?: Record<string, unknown> } | null)?.services;
+/** Log records the services' log handlers dropped over their rate (the view's per-service summary). */
+function droppedLogRecords(view: View | null): number | null {
+  const services = view?.services;
   if (!services) return null;
   let sum = 0;
-  let seen = false;
-  for (const svc of Object.values(services)) {
-    const s = svc as { totals?: Record<string, number>; instances?: Record<string, { totals?: Record<string, number> }> };
-    if (s.instances) {
-      for (const inst of Object.values(s.instances)) {
-        const v = inst?.totals?.[name];
-        if (typeof v === "number") {
-          sum += v;
-          seen = true;
-        }
-      }
-    } else if (typeof s.totals?.[name] === "number") {
-      sum += s.totals[name]!;
-      seen = true;
-    }
-  }
-  return seen ? sum : 0;
+  for (const svc of Object.values(services)) sum += svc?.log_records_dropped ?? 0;
+  return sum;
 }
 
 function EventRow({ e, at }: { e: EventItem; at: number | null }) {
@@ -222,7 +208,7 @@ export function LogsPage() {
           ?.instances) ?? {},
       ).sort()
     : [];
-  const dropped = viewCounter(view, "log_records_dropped");
+  const dropped = droppedLogRecords(view);
   const tailPossible = !query.to;
 
   return (
