@@ -95,6 +95,7 @@ class EventsApi:
         self.tail: TailHub[Client] = TailHub(gw.cfg.tail_rate_per_s, gw.cfg.tail_burst)
         self._pool: asyncpg.Pool | None = None
         self.db_errors = 0
+        self.refused = 0
 
     # -- the store -------------------------------------------------------------------------------
 
@@ -180,17 +181,34 @@ class EventsApi:
     # -- the live tail ---------------------------------------------------------------------------
 
     async def msg_tail(self, c: Client, msg: dict[str, Any]) -> None:
+        """Start or replace the tail; the answer is a ``tail`` frame (ok, or why not).
+
+        A refused tail never closes the socket: the same connection carries the dashboard's view, and
+        a wall screen that opens the log page, or a search box holding "!!!", must not lose it (the
+        client would reconnect and ask again, in a loop)."""
         if not c.live or c.principal is None:
             raise ProtocolError("tail before hello", "unauthorized", 4401)
         allowed = c.principal.sections
         if allowed is not None and EVENTS_SECTION not in allowed:
-            raise ProtocolError(f"a {c.principal.role} token may not tail events "
-                                f"(gateway.display_sections lacks {EVENTS_SECTION!r})", "forbidden", 4403)
+            self.refused += 1
+            self._status(c, False, "forbidden", f"a {c.principal.role} token may not tail events "
+                         f"(gateway.display_sections lacks {EVENTS_SECTION!r})")
+            return
         try:
             f = decode_tail_filter(msg.get("filter"))
         except ValueError as exc:
-            raise ProtocolError(str(exc)) from None
+            self.refused += 1
+            self.tail.unsubscribe(c)
+            self._status(c, False, "bad_request", str(exc)[:300])
+            return
         self.tail.subscribe(c, f, self.gw.mono_clock())
+        self._status(c, True)
+
+    def _status(self, c: Client, ok: bool, code: str | None = None, message: str | None = None) -> None:
+        frame: dict[str, Any] = {"type": "tail", "ok": ok}
+        if code is not None:
+            frame.update(code=code, message=message)
+        self.gw.send_frame(c, msgspec.json.encode(frame))
 
     async def msg_untail(self, c: Client, msg: dict[str, Any]) -> None:
         self.tail.unsubscribe(c)

@@ -24,7 +24,14 @@ export interface EventsFrame {
   dropped: number;
   events: import("./events").EventItem[];
 }
-type EventsListener = (f: EventsFrame) => void;
+/** The gateway's answer to a tail request: refused tails leave the socket open (docs/websocket.md). */
+export interface TailFrame {
+  type: "tail";
+  ok: boolean;
+  code?: string;
+  message?: string;
+}
+type EventsListener = (f: EventsFrame | TailFrame) => void;
 
 export function liveUrl(loc: Location = window.location): string {
   const scheme = loc.protocol === "https:" ? "wss:" : "ws:";
@@ -208,8 +215,9 @@ export class LiveClient {
       } catch {
         return;
       }
-      if (msg && typeof msg === "object" && (msg as { type: unknown }).type === "events") {
-        for (const fn of this.eventsListeners) fn(msg as unknown as EventsFrame);
+      const kind = msg && typeof msg === "object" ? (msg as { type: unknown }).type : null;
+      if (kind === "events" || kind === "tail") {
+        for (const fn of this.eventsListeners) fn(msg as unknown as EventsFrame | TailFrame);
         return;
       }
       if (msg && typeof msg === "object" && typeof msg.type === "string") {

@@ -18,7 +18,7 @@ import {
   fetchEvents,
   historyEnabled,
 } from "../../api/events";
-import type { EventsFrame } from "../../api/live";
+import type { EventsFrame, TailFrame } from "../../api/live";
 import { useLive } from "../../app/live";
 import { navigate, useLocation } from "../../app/router";
 import { fmtCount, humanize } from "../../utils/format";
@@ -117,6 +117,8 @@ export function LogsPage() {
   }, [loc.query.toString()]);
   const [list, dispatch] = useReducer(listReducer, emptyList);
   const [counts, setCounts] = useState<ErrorCounts | null>(null);
+  /** The gateway's answer to our tail request: null until it came. */
+  const [tailAnswer, setTailAnswer] = useState<TailFrame | null>(null);
   const [text, setText] = useState(query.q);
   const reqId = useRef(0);
   const sentinel = useRef<HTMLDivElement>(null);
@@ -169,7 +171,11 @@ export function LogsPage() {
   const filterKey = JSON.stringify(tailFilter(query));
   useEffect(() => {
     if (!client || !query.tail) return;
-    const off = client.onEvents((f: EventsFrame) => dispatch({ type: "tail", events: f.events, dropped: f.dropped }));
+    setTailAnswer(null);
+    const off = client.onEvents((f: EventsFrame | TailFrame) => {
+      if (f.type === "tail") setTailAnswer(f);
+      else dispatch({ type: "tail", events: f.events, dropped: f.dropped });
+    });
     client.setTail(tailFilter(query));
     return () => {
       off();
@@ -328,12 +334,16 @@ export function LogsPage() {
             ))}
           </span>
         )}
-        {query.tail && (
-          <span class={`tail-state ${live.phase === "live" ? "on" : "off"}`} data-testid="tail-state">
-            · {live.phase === "live" ? "● tailing" : "○ tail waits for the connection"}
+        {query.tail && tailAnswer?.ok === false ? (
+          <span class="tail-state off warn" data-testid="tail-state" role="status">
+            · ○ no live tail: {tailAnswer.message ?? tailAnswer.code}
+          </span>
+        ) : query.tail ? (
+          <span class={`tail-state ${live.phase === "live" && tailAnswer?.ok ? "on" : "off"}`} data-testid="tail-state">
+            · {live.phase !== "live" ? "○ tail waits for the connection" : tailAnswer?.ok ? "● tailing" : "○ starting the tail…"}
             {list.tailed > 0 ? ` (${fmtCount(list.tailed)} new)` : ""}
           </span>
-        )}
+        ) : null}
         {list.tailDropped > 0 && (
           <span class="warn" data-testid="tail-dropped">
             · ▲ {fmtCount(list.tailDropped)} events too fast for the tail (search to see them all)
