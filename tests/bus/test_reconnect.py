@@ -101,3 +101,17 @@ async def test_a_group_with_a_bug_in_it_is_not_retried() -> None:
 
     with pytest.raises(ExceptionGroup):
         await reconnect_forever(session, Backoff(), what="t", logger=log)
+
+
+def test_a_reporter_builds_itself_from_config() -> None:
+    from telemetry_bus.config import MqttConfig, ReporterConfig
+    from telemetry_bus.reporter import Reporter
+
+    rep = Reporter.from_config("ingest", "i-1", MqttConfig(url="mqtt://u:p@broker:1884", topic_root="ops"),
+                               ReporterConfig(interval_s=2.5, backoff_initial_s=0.5, backoff_max_s=4.0),
+                               version="1.2.3", depends_on=["postgres"])
+    assert (rep.service, rep.instance, rep.root, rep.interval_s, rep.version) == ("ingest", "i-1", "ops", 2.5,
+                                                                                "1.2.3")
+    assert (rep.backoff_initial_s, rep.backoff_max_s, rep.depends_on) == (0.5, 4.0, ("postgres",))
+    ep = rep.brokers.current
+    assert (ep.host, ep.port, ep.username, ep.password) == ("broker", 1884, "u", "p")
