@@ -57,6 +57,15 @@ def test_dashboard_layout(open_page: Any, name: str, width: int, height: int, wa
     assert not r["clipped"], f"{name}: component names cut: {r['clipped']}"
     assert r["texts"] > 50, f"{name}: only {r['texts']} text boxes found: the check saw nothing"
     assert not r["overlaps"], f"{name}: overlapping text: {r['overlaps']}"
+    if width <= 600:
+        # what is wrong comes first on a phone: every non-healthy card above every healthy one
+        tops = page.evaluate("""(ids) => ids.map((id) => {
+          const el = document.querySelector(`[data-testid="comp-${id}"]`);
+          return [el.dataset.status, el.getBoundingClientRect().top];
+        })""", list(COMPONENTS))
+        bad = [t for st, t in tops if st != "healthy"]
+        good = [t for st, t in tops if st == "healthy"]
+        assert bad and good and max(bad) < min(good), f"{name}: order {tops}"
     if wall:
         assert r["scrollHeight"] <= height, f"{name}: wall mode scrolls ({r['scrollHeight']} px > {height})"
         # type readable from 4 m: the smallest text on the wall

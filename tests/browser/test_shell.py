@@ -58,3 +58,15 @@ def test_navigation_keeps_the_socket_and_the_history(stack: Stack, open_page: An
     assert sockets == [], f"switching pages opened new WebSockets: {sockets}"
     assert page.locator('[data-testid="app"]').get_attribute("data-phase") == "live"
     console.check()
+
+
+def test_a_component_card_is_the_link_to_its_page(open_page: Any) -> None:
+    page, console = open_page(width=390, height=844)
+    page.wait_for_selector('[data-testid="comp-postgres-figure"]')
+    page.evaluate("window.__sameDocument = 1")
+    # a tap on the figure, not on the name (force: the card's link lies over it, on purpose)
+    page.locator('[data-testid="comp-postgres-figure"]').click(force=True)
+    page.wait_for_function("location.pathname === '/component/postgres'")
+    assert title(page) == "postgres"
+    assert page.evaluate("window.__sameDocument") == 1
+    console.check()
