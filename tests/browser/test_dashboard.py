@@ -201,7 +201,7 @@ def test_the_chart_draws(open_page: Any) -> None:
     # created once: the same canvas element after more updates (no re-creation, no flicker)
     handle = page.evaluate_handle('document.querySelector(\'[data-testid="chart-ingest"] canvas\')')
     seq = page.locator('[data-testid="app"]').get_attribute("data-seq")
-    page.wait_for_function(f'document.querySelector(\'[data-testid="app"]\').dataset.seq !== "{seq}"',
+    page.wait_for_function('(s) => document.querySelector(\'[data-testid="app"]\').dataset.seq !== s', arg=seq,
                            timeout=scaled(5) * 1000)
     same = "(c) => c.isConnected && c === document.querySelector('[data-testid=\"chart-ingest\"] canvas')"
     assert page.evaluate(same, handle)
