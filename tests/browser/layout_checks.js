@@ -3,7 +3,7 @@
   const vw = window.innerWidth, vh = window.innerHeight;
   const doc = document.documentElement;
   const out = {vw, vh, scrollWidth: doc.scrollWidth, scrollHeight: doc.scrollHeight,
-               wide: [], clipped: [], overlaps: [], texts: 0};
+               wide: [], clipped: [], overlaps: [], cut: [], texts: 0};
   const visible = (el) => {
     for (let e = el; e && e !== document.body; e = e.parentElement) {
       const cs = getComputedStyle(e);
@@ -57,6 +57,10 @@
       const c = clip(el, r);
       if (c.right - c.left < 1 || c.bottom - c.top < 1) continue;
       if (c.right <= 0 || c.left >= vw) continue;
+      // a line cut across by a box that hides its overflow (half a line readable), or by the screen
+      if ((c.top > r.top + 2 || c.bottom < r.bottom - 2 || r.bottom > vh + 2) && out.cut.length < 10) {
+        out.cut.push(`"${n.textContent.trim().slice(0, 30)}" ${Math.round(r.top)}-${Math.round(r.bottom)} shown ${Math.round(c.top)}-${Math.round(c.bottom)}`);
+      }
       boxes.push({c, el, n, text: n.textContent.trim().slice(0, 30)});
     }
   }

@@ -68,6 +68,7 @@ def test_dashboard_layout(open_page: Any, name: str, width: int, height: int, wa
         assert bad and good and max(bad) < min(good), f"{name}: order {tops}"
     if wall:
         assert r["scrollHeight"] <= height, f"{name}: wall mode scrolls ({r['scrollHeight']} px > {height})"
+        assert not r["cut"], f"{name}: text cut across: {r['cut']}"
         # type readable from 4 m: the smallest text on the wall
         smallest = page.evaluate("""() => {
           let min = [Infinity, ""];

@@ -145,8 +145,9 @@ export function App() {
       >
         <a class="skip" href="#main">Skip to content</a>
         <Header live={live} now={now} wall={wall} title={title} controls={controls} />
-        {!wall && <Nav path={loc.path} />}
+        {/* firing alerts right under the status line, before the nav: first thing seen on a phone */}
         <AlertBanner />
+        {!wall && <Nav path={loc.path} />}
         {live.phase === "forbidden" && (
           <div class="banner bad" role="alert">⛔ This identity may not see the operator view (role “operator” required).</div>
         )}

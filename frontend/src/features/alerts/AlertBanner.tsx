@@ -15,6 +15,7 @@ export function AlertBanner() {
   const worst = worstSeverity(firing) ?? "warning";
   const icon = worst === "critical" ? "✖" : "▲";
   if (wall) {
+    if (firing.length === 0) return null; // h18: no empty box on the wall
     return (
       <section class={`alert-wall sev-${worst}`} data-testid="alert-wall" aria-label="Firing alerts" role="alert">
         <ul>

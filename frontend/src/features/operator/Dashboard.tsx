@@ -1,3 +1,4 @@
+import { useLayoutEffect, useRef } from "preact/hooks";
 import type { View } from "../../api/types";
 import { useLive } from "../../app/live";
 import type { LiveState } from "../../state/live/reducer";
@@ -21,6 +22,27 @@ function capacityAge(view: View | null, live: LiveState, now: number): TileAge {
   return { ageS: ages.length ? Math.max(...ages) : null, stale: parts.some((p) => p.stale) };
 }
 
+/**
+ * On a wall (which never scrolls) a gauge or a platform total that does not fit whole in its tile is
+ * hidden rather than cut in half (the error feed does the same for its rows); re-checked after
+ * every render, so they come back when there is room again (fewer alerts firing).
+ */
+function useWholeItems(ref: { current: HTMLElement | null }, on: boolean): void {
+  useLayoutEffect(() => {
+    const root = ref.current;
+    if (!root) return;
+    for (const body of root.querySelectorAll<HTMLElement>(".area-cap .tile-body, .area-tot .tile-body")) {
+      const items = Array.from(body.querySelectorAll<HTMLElement>(".gauge, .mem, .total"));
+      for (const it of items) it.style.visibility = "";
+      if (!on) continue;
+      const bottom = body.getBoundingClientRect().bottom;
+      for (const it of items) {
+        if (it.getBoundingClientRect().bottom > bottom + 0.5) it.style.visibility = "hidden";
+      }
+    }
+  });
+}
+
 /** Today's dashboard (route "/"): the seed's five sections from the shell's live view. */
 export function Dashboard() {
   const { live, now, wall } = useLive();
@@ -29,8 +51,10 @@ export function Dashboard() {
   const capAge = capacityAge(view, live, now);
   const aggAge = tileAge(sourceAgeS(view, view?.aggregates), probeStaleAfterS(view?.probes?.platform), live, now);
   const windowS = (view?.meta?.series_len ?? 900) * (view?.meta?.tick_s ?? 1);
+  const ref = useRef<HTMLDivElement>(null);
+  useWholeItems(ref, wall);
   return (
-    <div class="grid dash">
+    <div class="grid dash" ref={ref}>
       <section class="area-health" aria-labelledby="health-title">
         <h2 class="area-title" id="health-title">Service health</h2>
         <ServiceHealthGrid live={live} now={now} />
