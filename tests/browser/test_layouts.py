@@ -104,7 +104,9 @@ def test_every_page_fits_the_width(stack: Any, open_page: Any, name: str, width:
         if r["overlaps"]:
             problems.append(f"{path}: overlapping text: {r['overlaps']}")
     assert not problems, "\n".join(problems)
-    console.check()
+    # history is off in this stack: the pages that ask the history/events endpoints get their
+    # documented 404, which Chromium logs as a failed resource
+    console.check(allow=("status of 404",))
 
 
 def test_light_theme_dark_wall_and_reduced_motion(stack: Any, browser: Any) -> None:

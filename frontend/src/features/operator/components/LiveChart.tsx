@@ -136,5 +136,7 @@ export function LiveChart({ series, lines, markers, markerLinks, windowS, testId
     plot.current?.setData(data as uPlot.AlignedData);
   });
 
-  return <div class="chart" ref={box} data-testid={testId} role="img" aria-label={label} />;
+  // An image, unless it holds marker links: an img's children are hidden from assistive technology
+  // (axe: nested-interactive), so then it is a labelled group whose links can be reached.
+  return <div class="chart" ref={box} data-testid={testId} role={markerLinks ? "group" : "img"} aria-label={label} />;
 }
