@@ -153,8 +153,25 @@ def browser() -> Iterator[Any]:
 
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
+        yield _CspBypassing(b)
         b.close()
+
+
+class _CspBypassing:
+    """The browser, whose contexts bypass the page's Content-Security-Policy unless told otherwise:
+    tests inject tools (axe-core by ``add_script_tag``) and wait on string predicates (evaluated with
+    ``new Function``), both of which the gateway's strict CSP forbids, as it should.
+    tests/browser/test_security.py checks the policy itself with ``bypass_csp=False``."""
+
+    def __init__(self, browser: Any) -> None:
+        self._browser = browser
+
+    def new_context(self, **kwargs: Any) -> Any:
+        kwargs.setdefault("bypass_csp", True)
+        return self._browser.new_context(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._browser, name)
 
 
 class Console:

@@ -74,7 +74,8 @@ def hbrowser() -> Iterator[Any]:
 
 
 def test_switch_to_6h_shows_past_data_and_a_status_timeline(hstack: Stack, hbrowser: Any) -> None:
-    ctx = hbrowser.new_context(viewport={"width": 1600, "height": 1000})
+    ctx = hbrowser.new_context(viewport={"width": 1600, "height": 1000},
+                               bypass_csp=True)  # wait_for_function strings need eval (conftest.py)
     page = ctx.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)

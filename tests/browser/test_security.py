@@ -18,7 +18,7 @@ document.addEventListener("securitypolicyviolation",
 
 
 def test_every_page_runs_under_the_csp_without_a_violation(browser: Any, stack: Stack) -> None:
-    ctx = browser.new_context(viewport={"width": 1366, "height": 900})
+    ctx = browser.new_context(viewport={"width": 1366, "height": 900}, bypass_csp=False)
     try:
         ctx.add_init_script(_WATCH)
         page = ctx.new_page()
