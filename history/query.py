@@ -34,6 +34,9 @@ DEFAULT_POINTS: Final = 1000
 #: Most points one series may have in an answer (an explicit step smaller than that is refused).
 MAX_POINTS: Final = 20_000
 QUANTILES: Final = {"write_p50": 0.5, "write_p95": 0.95, "write_p99": 0.99}
+#: The 1 s data read after the newest rollup spans at most this long: a series that stopped long ago
+#: (its newest rollup is old) has nothing in the 1 s frames after it, so a long scan would find nothing.
+TAIL_S: Final = 2 * 3600
 
 
 class QueryError(ValueError):
@@ -158,7 +161,7 @@ class HistoryReader:
         split = float(rng.start)
         if table != "frames":
             until = await self._rolled_until(conn, "rollup_1m", sids[0])
-            split = max(float(rng.start), min(rng.end, until))
+            split = max(float(rng.start), min(rng.end, max(until, rng.end - TAIL_S)))
             rows = await conn.fetch(
                 f"SELECT series_id, (floor(extract(epoch FROM ts) / $4) * $4)::bigint AS t, "
                 f"sum(sum) AS s, sum(n) AS n FROM {table} WHERE series_id = ANY($1::int[]) "
@@ -201,7 +204,7 @@ class HistoryReader:
 
         if table != "hist_1s":
             until = await self._rolled_until(conn, "hist_1m", sid)
-            split = max(float(rng.start), min(rng.end, until))
+            split = max(float(rng.start), min(rng.end, max(until, rng.end - TAIL_S)))
             add(await conn.fetch(f"SELECT * FROM {table} WHERE series_id = $1 AND ts >= $2 AND ts < $3",
                                  sid, dt(rng.start), dt(split)))
         if split < rng.end:
