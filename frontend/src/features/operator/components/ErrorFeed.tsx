@@ -12,6 +12,15 @@ const COUNTS = [
   ["quarantined_1h", "quarantined"],
 ] as const;
 
+/** The events behind each count, in the log view (the same kinds the aggregator counts). */
+const COUNT_LOGS: Record<(typeof COUNTS)[number][0], string> = {
+  ingest_failures_1h: "/logs?from=-1h&service=ingest&severity=error",
+  delivery_failures_1h: "/logs?from=-1h&type=webhook_timeout,webhook_failed",
+  auth_failures_1h: "/logs?from=-1h&type=auth_failed,token_expired",
+  rate_limited_1h: "/logs?from=-1h&type=rate_limited",
+  quarantined_1h: "/logs?from=-1h&type=quarantined",
+};
+
 const SEV_ICON: Record<string, string> = { critical: "✖", error: "✖", warning: "▲", info: "ℹ" };
 
 function eventTs(e: ErrorEvent): number | null {
@@ -55,7 +64,10 @@ export function ErrorFeed({ view, limit, fit = false }: { view: View | null; lim
         <span class="muted">last hour:</span>
         {COUNTS.map(([key, label]) => (
           <span class="chip" key={key} data-testid={`count-${key}`}>
-            <Figure text={fmtCount(counts?.[key])} value={counts?.[key] ?? null} class="chip-num" /> {label}
+            <Figure text={fmtCount(counts?.[key])} value={counts?.[key] ?? null} class="chip-num" />{" "}
+            <a href={COUNT_LOGS[key]} class="chip-link" title={`the ${label} of the last hour, in the log view`}>
+              {label}
+            </a>
           </span>
         ))}
       </div>
