@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
-from gateway import alerts_api, events_api, history_api
+from gateway import alerts_api, events_api, graph_api, history_api
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
@@ -21,4 +21,5 @@ INSTALLERS: Final[list[Callable[[Gateway], None]]] = [
     history_api.install,
     alerts_api.install,
     events_api.install,
+    graph_api.install,
 ]

@@ -158,3 +158,32 @@ async def test_display_token_needs_services_for_one_service(make_gateway: Gatewa
         await ws.send(json.dumps({"type": "hello", "token": "wall", "sections": ["services/ingest"]}))
         msg = await recv(ws)
         assert msg["type"] == "error" and "services/ingest" in msg["message"]
+
+
+async def test_rest_graph_endpoint(make_gateway: GatewayFactory, publisher: Publisher) -> None:
+    import httpx
+
+    from telemetry_bus.contract import encode, topics
+
+    gw = await make_gateway()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}") as http:
+        assert (await http.get("/operator/system/graph")).status_code == 503  # no view yet
+        state = ViewSim(seed=10).state()
+        state["graph"] = {"nodes": {"postgres": {"status": "down", "impacted_by": [], "root_cause": True},
+                                    "delivery": {"status": "degraded", "impacted_by": ["postgres"]},
+                                    "ingest": {"status": "healthy", "impacted_by": []}},
+                          "edges": [["delivery", "postgres"]],
+                          "roots": [{"component": "postgres", "status": "down", "impacts": ["delivery"]}],
+                          "summary": "postgres down — 1 component impacted"}
+        await publisher.client.publish(topics.snapshot("$ops"), encode({"seq": 7, "ts": 1.0, "state": state}),
+                                       qos=1, retain=True)
+        from tests.conftest import eventually
+        await eventually(lambda: gw.store.seq == 7, what="the view")
+        got = (await http.get("/operator/system/graph")).json()
+    assert got == {
+        "nodes": {"postgres": {"status": "down", "impacted_by": [], "root_cause": True},
+                  "delivery": {"status": "degraded", "impacted_by": ["postgres"], "root_cause": False},
+                  "ingest": {"status": "healthy", "impacted_by": [], "root_cause": False}},
+        "edges": [["delivery", "postgres"]],
+        "roots": [{"component": "postgres", "status": "down", "impacts": ["delivery"]}],
+        "summary": "postgres down — 1 component impacted", "ignored": []}
