@@ -32,6 +32,9 @@ MINUTE: Final = 60
 QUARTER: Final = 900
 #: A minute is rolled up once a second this long after its end has been written.
 ROLL_GRACE_S: Final = 3
+#: Seconds without a record after which the state timeline shows "unknown" for the hole.
+GAP_S: Final = 5
+GAP_REASON: Final = "not recorded: the aggregator or the recorder was away"
 
 
 def dt(ts: float) -> datetime:
@@ -113,6 +116,8 @@ class Writer:
         self.expired = 0  # rows older than the retention when they arrived (not written)
         self.rows_written = 0
         self._stale = False  # a batch failed: reload catalogue and states before the next one
+        self._last_second: float | None = None  # ts of the newest second record stored
+        self._gap_at: float | None = None  # start of the newest hole in the records
 
     async def open(self) -> None:
         pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size,
@@ -133,6 +138,8 @@ class Writer:
         rows = await conn.fetch("SELECT DISTINCT ON (component) component, status FROM states "
                                 "ORDER BY component, ts DESC")
         self.last_state = {str(r["component"]): str(r["status"]) for r in rows}
+        last = await conn.fetchval("SELECT max(ts) FROM frames")
+        self._last_second = last.timestamp() if last is not None else None
         self._days = set()
         self._stale = False
 
@@ -175,12 +182,25 @@ class Writer:
                 b.frames.append((ts, vals))
                 for name, wire in hists.items():
                     b.hists.append(hist_row(self.series[name], ts, Hist(**wire)))
+                gap_from = self._gap(it.ts)
+                if gap_from is not None:
+                    # nothing was recorded since gap_from (aggregator or recorder away): the timeline
+                    # says unknown there, not the last status stretched over the hole
+                    for comp, st in self.last_state.items():
+                        if st != "unknown":
+                            self.last_state[comp] = "unknown"
+                            b.states.append((dt(gap_from), comp, "unknown", GAP_REASON))
+                            b.days.add(dt(gap_from).date())
+                    self._gap_at = gap_from
                 for comp, (status, reason, since) in (d.get("components") or {}).items():
                     if self.last_state.get(comp) != status:
                         self.last_state[comp] = status
                         at = dt(since) if isinstance(since, (int, float)) and since <= it.ts + 5 else ts
+                        if self._gap_at is not None and at.timestamp() <= self._gap_at:
+                            at = ts  # known again from this record on, not from before the hole
                         b.states.append((at, comp, status, reason))
                         b.days.add(at.date())
+                self._last_second = max(self._last_second or it.ts, it.ts)
                 for e in d.get("feed") or []:
                     self._feed_event(b, e, str(d.get("aggregator") or "agg"))
                 sec = int(it.ts)
@@ -199,6 +219,13 @@ class Writer:
             elif it.kind == "alert":
                 b.alerts.append((ts, it.service, str(d.get("status", "")), json.dumps(d)))
         return b, new_series
+
+    def _gap(self, ts: float) -> float | None:
+        """Start of the hole before a second record at ``ts``, if more than GAP_S were not recorded."""
+        last = self._last_second
+        if last is None or ts - last <= GAP_S:
+            return None
+        return last + 1
 
     @staticmethod
     def _feed_event(b: _Batch, e: dict[str, Any], aggregator: str) -> None:
