@@ -164,6 +164,8 @@ def test_ingest_rate_from_promql_agrees_with_the_view(ps: PromStack) -> None:
         promql = _value(ps.prom.query(expr)[0])
         view = ps.view("metrics")["throughput"]["ingest_rate_per_sec"]
         assert view is not None
+        print(f"ingest rate: PromQL {promql:.2f}/s, view {view:.2f}/s, "
+              f"difference {abs(promql - view) / view:.2%}")
         assert promql == pytest.approx(view, rel=0.05), (promql, view)
         # and both see the known traffic: 80 messages per second, give or take the reporters' timers
         assert view == pytest.approx(80, rel=0.15)
