@@ -16,7 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.support.servers import free_port, wait_port
+from tests.support.servers import free_port, scaled, wait_port
 
 
 class NatsCluster:
@@ -60,14 +60,15 @@ class NatsCluster:
         path.write_text("\n".join(lines) + "\n")
         return path
 
-    def start(self, i: int | None = None, timeout: float = 30.0) -> None:
+    def start(self, i: int | None = None, timeout: float = 60.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         for k in range(self.n) if i is None else (i,):
             log = (self.workdir / f"n{k}.log").open("ab")
             self.procs[k] = subprocess.Popen([self.binary, "-c", str(self._conf(k))], stdout=log, stderr=log)
         for k in range(self.n) if i is None else (i,):
             wait_port("127.0.0.1", self.ports[k]["mqtt"], timeout=timeout)
-        deadline = time.monotonic() + timeout
+        # JetStream elects its leaders in ~7 s on an idle machine; far longer on a loaded one
+        deadline = time.monotonic() + scaled(timeout)
         for k in range(self.n) if i is None else (i,):
             # The MQTT listener accepts TCP at once but answers CONNECT only once JetStream has a meta
             # leader and the MQTT streams exist: wait for a real CONNACK.
