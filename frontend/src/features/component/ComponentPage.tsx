@@ -178,14 +178,46 @@ interface AlertEntry {
   inhibited_by?: string[] | null;
 }
 
-function Events({ view, name }: { view: View | null; name: string }) {
-  const evs = (view?.errors?.errors ?? []).filter((e) => e?.service === name).slice(0, 15);
+interface EventRow {
+  id: string | number;
+  ts?: number | null;
+  instance?: string | null;
+  type?: string | null;
+  severity?: string | null;
+  message?: string | null;
+}
+
+/** The component's recent events from the events API (history on), else null (use the live feed). */
+function useStoredEvents(name: string, enabled: boolean, tick: number): EventRow[] | null {
+  const [rows, setRows] = useState<EventRow[] | null>(null);
+  useEffect(() => {
+    if (!enabled || !SERVICE_NAME.test(name)) {
+      setRows(null);
+      return;
+    }
+    let cancelled = false;
+    void (async () => {
+      const got = await getJson<{ events: EventRow[] }>(
+        `/operator/system/events?service=${encodeURIComponent(name)}&from=-24h&limit=20`);
+      if (!cancelled) setRows(got.body ? got.body.events : null);
+    })();
+    return () => {
+      cancelled = true;
+    };
+  }, [name, enabled, tick]);
+  return rows;
+}
+
+function Events({ view, name, stored }: { view: View | null; name: string; stored: EventRow[] | null }) {
+  const live = (view?.errors?.errors ?? []).filter((e) => e?.service === name).slice(0, 15);
+  const evs: EventRow[] = stored ?? live.map((e, i) => ({ ...e, id: e.id ?? `feed-${i}` }));
   return (
     <>
+      <p class="muted">{stored ? "Last 24 h, stored (newest first)" : "From the live error feed"}</p>
       {evs.length === 0 ? (
-        <p class="muted">No recent error from {label(name)} in the feed.</p>
+        <p class="muted">No recent event from {label(name)}.</p>
       ) : (
-        <ul class="events" data-testid="component-events">
+        <ul class="events" data-testid="component-events" data-source={stored ? "history" : "feed"}>
           {evs.map((e) => (
             <li key={e.id}>
               <span class="ev-time">{fmtClock(e.ts)}</span> <span class={`sev sev-${e.severity}`}>{e.severity}</span>{" "}
@@ -240,7 +272,7 @@ function Instances({ view, name, sortRaw }: { view: View | null; name: string; s
                 <StatusBadge status={r.status} />
                 {r.reason && <div class="reason">{r.reason}</div>}
               </td>
-              <td>{r.version ?? "?"}<div class="muted boot-id" title={r.boot ?? undefined}>{r.boot ? r.boot.slice(0, 12) : "no boot"}</div></td>
+              <td>{r.version ?? "version unknown"}<div class="muted boot-id" title={r.boot ?? undefined}>{r.boot ? r.boot.slice(0, 12) : "no boot"}</div></td>
               <td data-testid={`inst-${r.name}-uptime`}>{r.uptimeS === null ? "unknown" : fmtDuration(r.uptimeS)}</td>
               <td>{r.restarts ?? "?"}</td>
               <td data-testid={`inst-${r.name}-seen`}>{r.lastSeenAgeS === null ? "never" : fmtAge(r.lastSeenAgeS)}</td>
@@ -273,6 +305,7 @@ export function ComponentPage() {
   // history refreshes every 30 s while the page is open
   const tick = Math.floor(now / 30000);
   const hist = useHistory(name, rangeS, tick);
+  const stored = useStoredEvents(name, hist.phase === "ready", tick);
   const edges = view?.graph?.edges ?? [];
   const needs = edges.filter((e) => e[0] === name).map((e) => e[1]);
   const neededBy = edges.filter((e) => e[1] === name).map((e) => e[0]);
@@ -329,7 +362,7 @@ export function ComponentPage() {
         {summary && (
           <p class="muted" data-testid="comp-summary">
             {summary.instances_total ?? "?"} instances
-            {summary.versions ? ` · versions ${Object.entries(summary.versions).map(([v, n]) => `${v} ×${n}`).join(", ")}` : ""}
+            {summary.versions && Object.keys(summary.versions).length ? ` · versions ${Object.entries(summary.versions).map(([v, n]) => `${v} ×${n}`).join(", ")}` : ""}
             {` · ${summary.restarts ?? "?"} restarts · ${summary.missing_intervals ?? "?"} missing intervals`}
           </p>
         )}
@@ -363,7 +396,8 @@ export function ComponentPage() {
             <h4>State {hist.availability !== null && <span class="muted">· availability {fmtPct(hist.availability * 100)}</span>}</h4>
             <Timeline hist={hist} />
             {Object.entries(hist.series).map(([s, pts]) => (
-              <figure class="hchart" key={`${s}-${rangeKey}`}>
+              <figure class="hchart" key={`${s}-${rangeKey}`} data-testid={`hchart-${s}`}
+                      data-points={pts.filter((p) => p[1] !== null).length}>
                 <figcaption>{s}</figcaption>
                 <LiveChart series={[pts]} lines={[{ label: s, color: "#58a6ff", unit: "" }]} markers={[]}
                            windowS={rangeS} label={`${s} over the last ${rangeKey}`} />
@@ -380,8 +414,8 @@ export function ComponentPage() {
       </section>
 
       <section class="tile" aria-labelledby="events-title">
-        <h3 id="events-title">Recent errors</h3>
-        <Events view={view} name={name} />
+        <h3 id="events-title">Recent events</h3>
+        <Events view={view} name={name} stored={stored} />
       </section>
     </div>
   );
