@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
-from gateway import alerts_api, events_api, graph_api, history_api
+from gateway import alerts_api, events_api, graph_api, history_api, view_api
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
@@ -22,4 +22,5 @@ INSTALLERS: Final[list[Callable[[Gateway], None]]] = [
     alerts_api.install,
     events_api.install,
     graph_api.install,
+    view_api.install,  # h19: view?at= (issue 19)
 ]

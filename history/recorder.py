@@ -41,6 +41,7 @@ import msgspec
 
 from history.second import topic as second_topic
 from history.store import Item, Writer
+from history.viewstream import stream_row
 from telemetry_bus.aio import cancel_and_wait
 from telemetry_bus.contract import decode_event, decode_json_value, decode_probe
 from telemetry_bus.reconnect import Backoff, Brokers, reconnect_forever
@@ -126,6 +127,9 @@ class RecorderService:
             case ["v1", "view", "second"]:
                 head = _decode_ts(payload)  # the rest is decoded when written (history/store.py)
                 return Item("second", head.ts, {}, raw=payload)
+            case ["v1", "view", ("snapshot" | "patch") as kind]:  # the view stream (issue 19)
+                row = stream_row(kind, payload)
+                return Item("view", row[0].timestamp(), {"row": row})
             case ["v1", "svc", service, instance, "events"]:
                 ev = decode_event(payload)
                 d = msgspec.structs.asdict(ev)
@@ -175,7 +179,8 @@ class RecorderService:
         async def session() -> None:
             async with self._client() as client:
                 r = self.root
-                subs = (second_topic(r), f"{r}/v1/svc/+/+/events", f"{r}/v1/probe/+", f"{r}/v1/alerts/#")
+                subs = (second_topic(r), f"{r}/v1/svc/+/+/events", f"{r}/v1/probe/+", f"{r}/v1/alerts/#",
+                        f"{r}/v1/view/snapshot", f"{r}/v1/view/patch")
                 for t in subs:
                     await client.subscribe(t, qos=1)
                 self.connected.set()

@@ -39,6 +39,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 from history.events import SEARCH_MIGRATION_SQL
+from history.viewstream import MIGRATION_SQL as VIEW_STREAM_SQL
 
 if TYPE_CHECKING:
     import asyncpg
@@ -155,13 +156,16 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     # owned by history/events.py (h12): search splits at punctuation and includes attribute values
     Migration(3, "events: search text split at punctuation, with attribute values; severity index",
               SEARCH_MIGRATION_SQL),
+    # owned by history/viewstream.py (h19): the view's snapshots and patches, for view?at= and replay
+    Migration(4, "view_stream: every published view snapshot and patch (default stream, zstd)",
+              VIEW_STREAM_SQL),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 
 #: Partitioned tables by the schema version that created them.
 PARTITIONED: Final[dict[str, int]] = {
     "frames": 1, "rollup_1m": 1, "hist_1s": 1, "hist_1m": 1, "states": 1, "probe_results": 1,
-    "alerts": 1, "events": 1, "rollup_15m": 2, "hist_15m": 2,
+    "alerts": 1, "events": 1, "rollup_15m": 2, "hist_15m": 2, "view_stream": 4,
 }
 #: The 1 s tables, kept ``raw_hours`` instead of ``retention_days``.
 RAW_TABLES: Final = frozenset({"frames", "hist_1s"})

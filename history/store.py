@@ -21,6 +21,7 @@ import asyncpg
 import msgspec
 
 from history.schema import drop_expired, ensure_partitions, migrate
+from history.viewstream import INSERT_SQL as VIEW_INSERT_SQL
 from telemetry_bus.contract import Hist
 from telemetry_bus.histogram import WINDOW_MAX_BUCKETS, ExpHistogram
 
@@ -80,11 +81,12 @@ class _Batch:
     events: list[tuple[Any, ...]] = field(default_factory=list)
     probes: list[tuple[Any, ...]] = field(default_factory=list)
     alerts: list[tuple[Any, ...]] = field(default_factory=list)
+    views: list[tuple[Any, ...]] = field(default_factory=list)  # history/viewstream.py rows
     days: set[date] = field(default_factory=set)
 
     def rows(self) -> int:
         return (len(self.frames) + len(self.hists) + len(self.states) + len(self.events) + len(self.probes)
-                + len(self.alerts))
+                + len(self.alerts) + len(self.views))
 
 
 def hist_row(series_id: int, ts: datetime, h: ExpHistogram | Hist) -> tuple[Any, ...]:
@@ -170,6 +172,9 @@ class Writer:
                 self.expired += 1
                 continue
             b.days.add(ts.date())
+            if it.kind == "view":  # compressed at arrival (history/viewstream.py)
+                b.views.append(it.data["row"])
+                continue
             d = it.body()
             if it.kind == "second":
                 values: dict[str, float | None] = d.get("values") or {}
@@ -295,6 +300,8 @@ class Writer:
                         await conn.executemany(
                             "INSERT INTO alerts VALUES ($1, $2, $3, $4::jsonb) ON CONFLICT DO NOTHING",
                             b.alerts)
+                    if b.views:
+                        await conn.executemany(VIEW_INSERT_SQL, b.views)
         except BaseException:
             # the catalogue and states in memory may now be ahead of the database
             self._stale = True

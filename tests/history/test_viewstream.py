@@ -1,0 +1,176 @@
+"""Time travel (issue 19): the views a live client held are what ``view?at=`` rebuilds afterwards.
+
+Real broker, aggregator, recorder, PostgreSQL and gateway; a WebSocket client of the default stream
+records the view it holds after every frame; afterwards ``GET /operator/system/view?at=`` for those
+moments answers the same view, section by section, byte for byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import time
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+from websockets.asyncio.client import connect
+
+from gateway.config import GatewayConfig
+from gateway.server import Gateway
+from history.config import HistoryConfig
+from history.viewstream import decompress, replay, stream_row
+from telemetry_bus.aio import cancel_and_wait
+from telemetry_bus.config import MqttConfig
+from telemetry_bus.contract import ViewPatch, ViewSnapshot
+from tests.conftest import eventually
+from tests.gateway.client import Mirror, recv
+from tests.history.conftest import Stack, start_stack
+from tests.history.test_recorder import traffic
+from tests.support.servers import Mosquitto
+
+V = "/operator/system/view"
+_enc = msgspec.json.Encoder()
+#: JSON objects are unordered: a member a patch added sits last in a patching client's copy but in the
+#: aggregator's order in a snapshot, so "byte-identical" is compared with the keys sorted
+_sorted = msgspec.json.Encoder(order="sorted")
+
+
+@pytest.fixture
+async def stack3(mosquitto: Mosquitto, database_url: str) -> AsyncIterator[Stack]:
+    # a snapshot every 3 s: a 12 s run crosses several, so moments rebuild from different snapshots
+    s = await start_stack(mosquitto.url, database_url, OPSDASH_AGGREGATOR__SNAPSHOT_EVERY_S="3")
+    yield s
+    await cancel_and_wait(s.tasks)
+
+
+@pytest.fixture
+async def gw(mosquitto: Mosquitto, stack3: Stack, tmp_path: object) -> AsyncIterator[Gateway]:
+    g = Gateway(GatewayConfig(listen="127.0.0.1:0", static_dir=str(tmp_path)), MqttConfig(url=mosquitto.url),
+                app_config=SimpleNamespace(history=HistoryConfig(url=stack3.dsn)))
+    await g.start()
+    yield g
+    await g.stop()
+
+
+async def _hold_views(url: str, stop: asyncio.Event) -> list[tuple[int, float, dict[str, Any]]]:
+    """(seq, generated_at, view) after every snapshot and patch the client applied."""
+    held: list[tuple[int, float, dict[str, Any]]] = []
+    mirror = Mirror()
+    async with connect(url) as ws:
+        while not stop.is_set():
+            try:
+                msg = await recv(ws, timeout=5)
+            except TimeoutError:
+                continue
+            if msg["type"] not in ("snapshot", "patch"):
+                continue
+            mirror.feed(msg)
+            assert mirror.gaps == 0
+            assert mirror.state is not None
+            meta = mirror.state["meta"]
+            held.append((meta["seq"], meta["generated_at"], copy.deepcopy(mirror.state)))
+    return held
+
+
+async def test_view_at_gives_back_the_views_a_live_client_held(mosquitto: Mosquitto, stack3: Stack,
+                                                                gw: Gateway) -> None:
+    ws_url = gw.url.replace("http", "ws", 1) + "/operator/system/live"
+    async with httpx.AsyncClient(base_url=gw.url) as http:
+        before = await http.get(V, params={"at": "now"})
+        assert before.status_code == 404 and before.json()["error"] == "not_recorded"
+        stop = asyncio.Event()
+        client = asyncio.create_task(_hold_views(ws_url, stop))
+        await asyncio.sleep(1)
+        total, _, reps = await traffic(mosquitto.url, 6)
+        reps[0].event("webhook_timeout", "POST https://hooks.example/a timed out after 10 s")
+        for r in reps[1:]:
+            await r.stop()  # two instances go away: states, reasons and totals change
+        await asyncio.sleep(5)
+        await reps[0].stop()
+        await asyncio.sleep(2)
+        stop.set()
+        held = await client
+        assert len(held) >= 12
+        last_ts = held[-1][1]
+        await eventually(lambda: not stack3.recorder.buffer and stack3.recorder.writer.rows_written > 0,
+                         timeout=15, what="recorder caught up")
+
+        moments = [*held[::max(1, len(held) // 10)], held[-1]]
+        for seq, gen_at, view in moments:
+            for at in (gen_at, gen_at + 0.0005):  # the tick itself, and just after it (before the next)
+                r = await http.get(V, params={"at": repr(at)})
+                assert r.status_code == 200, r.text
+                got = r.json()
+                assert got["meta"]["seq"] == seq and got["meta"]["generated_at"] == gen_at
+                assert set(got) == set(view)
+                for section in view:  # byte-identical, section by section
+                    assert got[section] == view[section], (seq, section)
+                    assert _sorted.encode(got[section]) == _sorted.encode(view[section]), (seq, section)
+        # the moments with the instances gone show them gone, with the reason of that moment
+        _, gen_at, view = held[-1]
+        assert view["services"]["ingest"]["instances_total"] == 3
+        r = (await http.get(V, params={"at": repr(gen_at), "sections": "health,services"})).json()
+        assert set(r) == {"meta", "health", "services"}
+        assert r["services"] == view["services"] and r["health"] == view["health"]
+        # an ISO time (whole second) answers the last tick at or before it
+        whole = int(held[len(held) // 2][1])
+        want = max((g for _, g, _ in held if g <= whole), default=None)
+        if want is not None:
+            iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(whole))
+            r = (await http.get(V, params={"at": iso})).json()
+            assert r["meta"]["generated_at"] == want
+
+        # before the first record: 404 naming the oldest time
+        r = await http.get(V, params={"at": repr(held[0][1] - 3600)})
+        assert r.status_code == 404
+        body = r.json()
+        assert body["error"] == "not_recorded" and body["oldest"] <= held[0][1] + 3
+        assert body["oldest"] <= last_ts
+        # per-instance detail is not recorded; bad parameters are named
+        r = await http.get(V, params={"at": "now", "sections": "services/ingest"})
+        assert r.status_code == 400 and r.json()["parameter"] == "sections"
+        r = await http.get(V, params={"at": "yesterday"})
+        assert r.status_code == 400 and r.json()["parameter"] == "at"
+        r = await http.get(V)
+        assert r.status_code == 400 and r.json()["parameter"] == "at"
+    assert total > 0
+
+
+async def test_view_at_is_404_with_history_off(mosquitto: Mosquitto, tmp_path: object) -> None:
+    g = Gateway(GatewayConfig(listen="127.0.0.1:0", static_dir=str(tmp_path)), MqttConfig(url=mosquitto.url),
+                app_config=SimpleNamespace(history=HistoryConfig()))
+    await g.start()
+    try:
+        async with httpx.AsyncClient(base_url=g.url) as http:
+            r = await http.get(V, params={"at": "-1m"})
+            assert r.status_code == 404 and r.json()["error"] == "history_off"
+    finally:
+        await g.stop()
+
+
+def test_replay_stops_at_a_lost_patch_and_skips_duplicates() -> None:
+    snap = stream_row("snapshot", json.dumps({"seq": 5, "ts": 100.0, "state": {
+        "meta": {"seq": 5, "generated_at": 100.0}, "services": {"a": {"status": "healthy",
+                                                                     "instances": {"a-1": {}}}}}}).encode())
+    assert b"instances" not in decompress(snap[5])
+
+    def p(seq: int, status: str) -> tuple[float, int, int, dict[str, Any]]:
+        return (100.0 + seq, seq, seq - 1, {"patch": {"meta": {"seq": seq, "generated_at": 100.0 + seq},
+                                                      "services": {"a": {"status": status}}}})
+    base = {"meta": {"seq": 5, "generated_at": 100.0}, "services": {"a": {"status": "healthy"}}}
+    state, seq, ts, n, gap = replay(base, 5, 100.0, [p(5, "x"), p(6, "down"), p(6, "down"), p(7, "degraded")])
+    assert (seq, ts, n, gap) == (7, 107.0, 2, False) and state["services"]["a"]["status"] == "degraded"
+    state, seq, ts, n, gap = replay(base, 5, 100.0, [p(6, "down"), p(8, "healthy")])
+    assert (seq, n, gap) == (6, 1, True) and state["services"]["a"]["status"] == "down"
+    assert base["services"]["a"]["status"] == "healthy"  # not mutated
+    # a patch's per-instance detail is cut like the default stream's
+    row = stream_row("patch", _enc.encode(ViewPatch(seq=6, base=5, ts=106.0, patch={
+        "services": {"a": {"instances": {"a-1": {"status": "down"}}}}})))
+    assert row[1:4] == (6, False, 5) and b"instances" not in decompress(row[5])
+    with pytest.raises(ValueError):
+        stream_row("snapshot", _enc.encode(ViewSnapshot(seq=1, ts=-5.0, state={})))
