@@ -292,14 +292,18 @@ async def bench_prometheus(args: argparse.Namespace) -> None:
     prom_bin = shutil.which("prometheus") or "/usr/bin/prometheus"
     am = subprocess.Popen([am_bin, f"--config.file={work / 'am.yml'}", f"--storage.path={work / 'am'}",
                            f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                          stdout=subprocess.DEVNULL, stderr=(work / "am.log").open("wb"))
     prom = subprocess.Popen([prom_bin, f"--config.file={work / 'prom.yml'}",
                              f"--storage.tsdb.path={work / 'tsdb'}",
                              f"--web.listen-address=127.0.0.1:{prom_port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=(work / "prom.log").open("wb"))
     try:
-        wait_port("127.0.0.1", am_port, 20)
-        wait_port("127.0.0.1", prom_port, 20)
+        try:
+            wait_port("127.0.0.1", am_port, 60)
+            wait_port("127.0.0.1", prom_port, 60)
+        except TimeoutError:
+            print((work / "prom.log").read_text()[-2000:], (work / "am.log").read_text()[-2000:])
+            raise
         starts: dict[str, float] = {}
         for i in range(args.alerts):
             target = f"bench-{i:03d}"
