@@ -134,6 +134,16 @@ class AggregatorService:
             self.fold.preload_series(name, pts)
         self._need_snapshot = True  # clients get the backfilled series with the next snapshot
         log.info("aggregator: series backfilled from history (%d points)", sum(map(len, points.values())))
+        if self.alerts is not None:  # the disk forecast's six hours (alerts/history.py)
+            from alerts.history import disk_samples_from_history
+
+            try:
+                samples = await disk_samples_from_history(self.history_url, self.clock())
+            except Exception as exc:
+                log.warning("aggregator: no disk samples from history (%s: %s)", type(exc).__name__, exc)
+                return
+            self.alerts.engine.seed_disk(samples)
+            log.info("aggregator: %d disk samples from history for the forecast", len(samples))
 
     async def _connection_loop(self) -> None:
         backoff = Backoff(0.2, 5.0)
