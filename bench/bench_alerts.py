@@ -281,7 +281,7 @@ async def bench_prometheus(args: argparse.Namespace) -> None:
         f"      - url: '{hook.url}'\n")
     (work / "rules.yml").write_text(
         f"groups:\n  - name: bench\n    rules:\n      - alert: BenchLevel\n        expr: bench_level > 100\n"
-        f"        for: {args.for_s}s\n")
+        f"        for: {args.for_s:g}s\n")
     # defaults: no scrape_interval/evaluation_interval given (1 m each); Alertmanager's group_wait 30 s
     (work / "prom.yml").write_text(
         f"rule_files: ['{work / 'rules.yml'}']\n"

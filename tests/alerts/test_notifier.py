@@ -103,6 +103,17 @@ def test_inhibited_and_silenced_are_held_then_sent() -> None:
     assert led.alert("f2", alert("f2", status="resolved", ends_at=T0 + 9), T0 + 9) == []
 
 
+def test_inhibited_alert_is_sent_when_its_root_recovers_and_it_still_fires() -> None:
+    led = ready_ledger()
+    assert led.alert("f1", alert(inhibited_by=["postgres"]), T0 + 30) == []
+    assert led.alert("f1", alert(inhibited_by=["postgres"], value="down"), T0 + 45) == []
+    [j] = led.alert("f1", alert(inhibited_by=None), T0 + 60)  # the root recovered; f1 still fires
+    assert j.phase == "firing" and j.payload["inhibited_by"] is None
+    led.done(j, T0 + 61)
+    [r] = led.alert("f1", alert(status="resolved", ends_at=T0 + 90), T0 + 90)
+    assert r.phase == "resolved"
+
+
 def test_firing_still_in_flight_when_resolved_gets_its_resolve_after() -> None:
     led = ready_ledger()
     [j] = led.alert("f1", alert(), T0 + 30)
