@@ -335,11 +335,11 @@ def _walk(view: Any, parts: list[str]) -> list[tuple[tuple[str, ...], Any, Any]]
         nxt: list[tuple[tuple[str, ...], Any, Any]] = []
         if key == "*":
             for wk, node, _ in level:
-                if node.__class__ is dict:
+                if isinstance(node, dict):
                     nxt += [((*wk, k), child, node) for k, child in node.items()]
         else:
             for wk, node, _ in level:
-                if node.__class__ is dict:
+                if isinstance(node, dict):
                     child = node.get(key, _MISSING)
                     if child is not _MISSING:
                         nxt.append((wk, child, node))
@@ -720,9 +720,9 @@ class Engine:
         new = tuple.__new__  # a NamedTuple's own __new__ is a Python call: 10,000 of them show in a tick
         if last == "*":
             return [new(Match, (leaf, (pid, *wk, k), node, None)) for wk, node, _ in level
-                    if node.__class__ is dict for k, leaf in node.items()]
+                    if isinstance(node, dict) for k, leaf in node.items()]
         return [new(Match, (node[last], (pid, *wk), node, None)) for wk, node, _ in level
-                if node.__class__ is dict and last in node]
+                if isinstance(node, dict) and last in node]
 
     def _labels(self, key: tuple[str, ...]) -> dict[str, str]:
         """Labels of a concrete path, or of a wildcard key (pattern, *the keys the wildcards took)."""

@@ -411,3 +411,15 @@ def test_next_deadline_is_when_the_earliest_pending_alert_fires() -> None:
     assert eng.next_deadline() == T0 + 10
     eng.evaluate(view(90), T0 + 10)  # b fires at its deadline, a is still pending
     assert eng.next_deadline() == T0 + 60
+
+
+def test_view_parts_that_are_dict_subclasses_are_walked() -> None:
+    """The fold caches an unchanged instance's part of the view as a dict subclass (view_diff.Canonical)."""
+    from telemetry_bus.view_diff import Canonical
+
+    inst = Canonical(status="down", reason="lost (Last Will)", gauges=Canonical(queue_depth=5000))
+    v = view(services={"dispatcher": {"instances": Canonical({"dispatcher-1": inst})}})
+    eng = Engine(rules({"name": "a", "metric": "services.*.instances.*.status", "op": "==", "value": "down"},
+                       {"name": "b", "metric": "services.*.instances.*.gauges.queue_depth", "op": ">", "value": 1}))
+    got = {(a["labels"]["alertname"], a["labels"]["instance"]) for a in eng.evaluate(v, T0).section["firing"]}
+    assert got == {("a", "dispatcher-1"), ("b", "dispatcher-1")}

@@ -50,7 +50,12 @@ def test_alert_banner_marks_page_ack_and_silence(alert_stack: Stack, browser: An
     try:
         assert page.locator('[data-testid="alert-banner"]').count() == 0
         alert_stack.stop("dispatcher", signal.SIGKILL)
-        banner = page.wait_for_selector('[data-testid="alert-banner"]', timeout=scaled(10) * 1000)
+        try:
+            banner = page.wait_for_selector('[data-testid="alert-banner"]', timeout=scaled(10) * 1000)
+        except Exception:
+            raise AssertionError(f"no banner; REST alerts: {alert_stack.get('/operator/system/alerts')}; "
+                                 f"console: {console.errors}; aggregator log: "
+                                 f"{alert_stack.log('aggregator')[-1500:]}") from None
         assert banner.get_attribute("data-count") == "1" and banner.get_attribute("data-severity") == "critical"
         assert "dispatcher/" in banner.inner_text()
         mark = page.wait_for_selector('[data-testid="alert-mark-dispatcher"]', timeout=scaled(5) * 1000)
