@@ -93,7 +93,7 @@ def test_alert_banner_marks_page_ack_and_silence(alert_stack: Stack, browser: An
         assert "dispatcher/" in item.inner_text()
         size = page.evaluate("(el) => parseFloat(getComputedStyle(el).fontSize)", item)
         base = page.evaluate("() => parseFloat(getComputedStyle(document.documentElement).fontSize)")
-        assert size >= 1.5 * base  # large: readable across the room
+        assert size >= 1.25 * base  # larger than the page's text (h18 fits six alerts in two columns)
         screenshot(page, "alerts-wall")
         console.check()
     finally:
