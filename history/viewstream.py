@@ -19,6 +19,7 @@ at the last tick before the gap, and ``meta.generated_at`` says which tick it is
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
-import zstandard
 
 from gateway.sections import filter_view
 from telemetry_bus.contract import ViewPatch, ViewSnapshot
@@ -34,6 +34,9 @@ from telemetry_bus.view_diff import apply_view_patch
 
 if TYPE_CHECKING:
     import asyncpg
+    import zstandard
+
+log = logging.getLogger("opsdash.history.viewstream")
 
 __all__ = ["INSERT_SQL", "MAX_PATCHES", "MIGRATION_SQL", "StreamRow", "ViewAt", "compress", "decompress",
            "oldest", "replay", "stream_row", "view_at"]
@@ -68,19 +71,31 @@ _enc: Final = msgspec.json.Encoder()
 _dec_snapshot: Final = msgspec.json.Decoder(ViewSnapshot)
 _dec_patch: Final = msgspec.json.Decoder(ViewPatch)
 _dec_any: Final = msgspec.json.Decoder()
-_compressor: Final = zstandard.ZstdCompressor(level=LEVEL)
-_decompressor: Final = zstandard.ZstdDecompressor()
+_codec: list[tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]] = []
 
 #: (ts, seq, snap, base, raw_len, body): one row of ``view_stream`` as INSERT_SQL takes it.
 StreamRow = tuple[datetime, int, bool, int | None, int, bytes]
 
 
+def _zstd() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
+    # imported on first use: a venv made before zstandard was a dependency still imports history (the
+    # schema's migrations live here); the view stream's messages are then refused, counted and logged
+    if not _codec:
+        try:
+            import zstandard
+        except ImportError as exc:
+            log.error("view stream: zstandard is not installed (pip install -e . installs it): %s", exc)
+            raise ValueError("zstandard is not installed") from exc
+        _codec.append((zstandard.ZstdCompressor(level=LEVEL), zstandard.ZstdDecompressor()))
+    return _codec[0]
+
+
 def compress(data: bytes) -> bytes:
-    return _compressor.compress(data)
+    return _zstd()[0].compress(data)
 
 
 def decompress(data: bytes) -> bytes:
-    return _decompressor.decompress(data)
+    return _zstd()[1].decompress(data)
 
 
 def stream_row(kind: Literal["snapshot", "patch"], payload: bytes) -> StreamRow:
