@@ -23,6 +23,8 @@ describe("axes", () => {
     expect(tickSpace("x", 1600, 30)).toBe(165);
     // a 280 px phone chart with 11 px labels: at most 3 time labels
     expect(Math.floor(280 / tickSpace("x", 280, 11))).toBeLessThanOrEqual(3);
+    // a short phone chart still gets a scale: at least 0 and one more label on a 70 px plot
+    expect(tickSpace("y", 70, 11)).toBeLessThan(35);
   });
   it("scale labels and axis size with the font, in the theme colour", () => {
     const o = buildOptions({ width: 400, height: 100, lines: [], windowS: 900, markers: () => [], latestX: () => null, nowS: () => 0, fontPx: 30, axisColor: "#57606a" });

@@ -62,7 +62,10 @@ export function withAlpha(hex: string, alpha: number): string {
  * labels, so they never crowd or overlap.
  */
 export function tickSpace(axis: "x" | "y", plotDimPx: number, fontPx: number): number {
-  const base = axis === "x" ? 5.5 * fontPx : 2.2 * fontPx;
+  // y: a label's height apart (charts are short: a wider spacing would leave one tick, "0");
+  // x: the width of a time label, and half again on a narrow (phone) chart.
+  if (axis === "y") return 2.2 * fontPx;
+  const base = 5.5 * fontPx;
   return plotDimPx < 320 ? base * 1.5 : base;
 }
 
