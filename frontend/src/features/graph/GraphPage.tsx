@@ -48,7 +48,8 @@ export function GraphPage() {
         An arrow points from a component to one it needs. A <strong>root cause</strong> is down or degraded while all it
         needs is healthy; highlighted arrows show where its failure travels. Click a component for its page.
       </p>
-      <div class="graph-scroll">
+      {/* h18: focusable, so a keyboard can scroll it where it is wider than a phone (axe) */}
+      <div class="graph-scroll" tabIndex={0} role="region" aria-label="Dependency graph (scrolls sideways on a narrow screen)">
         <svg
           class="graph-svg"
           width={laid.width}
