@@ -69,6 +69,11 @@ def test_dashboard_layout(open_page: Any, name: str, width: int, height: int, wa
     if wall:
         assert r["scrollHeight"] <= height, f"{name}: wall mode scrolls ({r['scrollHeight']} px > {height})"
         assert not r["cut"], f"{name}: text cut across: {r['cut']}"
+        # without alerts firing the wall hides nothing: every gauge and total whole on screen
+        shown = page.evaluate("""() => ['.gauge', '.total', '[data-testid="error-row"]'].map((sel) =>
+          [...document.querySelectorAll(sel)].filter((e) => getComputedStyle(e).visibility !== 'hidden'
+            && !e.hidden).length)""")
+        assert shown[0] == 3 and shown[1] == 4 and shown[2] >= 1, f"{name}: gauges/totals/errors {shown}"
         # type readable from 4 m: the smallest text on the wall
         smallest = page.evaluate("""() => {
           let min = [Infinity, ""];
