@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import asyncpg
 
+from history.query import sig7
 from history.second import VIEW_RATES, WRITE_HIST
 from history.store import dt, hist_from_row
 from telemetry_bus.histogram import WINDOW_MAX_BUCKETS, ExpHistogram
@@ -123,7 +124,8 @@ async def series_from_history(dsn: str, now: float, length: int = 900, window_s:
             for r in await conn.fetch(sql, dt(lo), dt(hi), timeout=timeout):
                 t = int(r["ts"].timestamp())
                 for i, n in enumerate(present):
-                    rates[n][t] = r[i + 1]
+                    v = r[i + 1]
+                    rates[n][t] = None if v is None else sig7(v)
         hists: dict[int, ExpHistogram] = {}
         if WRITE_HIST in ids:
             rows: Sequence[Any] = await conn.fetch(

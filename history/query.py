@@ -26,7 +26,7 @@ from history.store import dt, hist_from_row
 from telemetry_bus.contract import Hist
 from telemetry_bus.histogram import ExpHistogram
 
-__all__ = ["MAX_POINTS", "QUANTILES", "STEPS", "HistoryReader", "QueryError", "auto_step"]
+__all__ = ["MAX_POINTS", "QUANTILES", "STEPS", "HistoryReader", "QueryError", "auto_step", "sig7"]
 
 #: Steps the default picks from (seconds): the smallest giving <= DEFAULT_POINTS points.
 STEPS: Final = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
@@ -37,6 +37,12 @@ QUANTILES: Final = {"write_p50": 0.5, "write_p95": 0.95, "write_p99": 0.99}
 #: The 1 s data read after the newest rollup spans at most this long: a series that stopped long ago
 #: (its newest rollup is old) has nothing in the 1 s frames after it, so a long scan would find nothing.
 TAIL_S: Final = 2 * 3600
+
+
+def sig7(v: float) -> float:
+    """A value of the float4 frames (or a mean of them) rounded to the 7 significant digits they hold,
+    so 0.1 reads back as 0.1, not 0.10000000149."""
+    return float(f"{v:.7g}")
 
 
 class QueryError(ValueError):
@@ -169,7 +175,7 @@ class HistoryReader:
             for r in rows:
                 acc[int(r["series_id"])][int(r["t"])] = [float(r["s"]), float(r["n"])]
         if split < rng.end:
-            cols = ", ".join(f"sum(vals[{int(s)}]), count(vals[{int(s)}])" for s in sids)
+            cols = ", ".join(f"sum(vals[{int(s)}]::float8), count(vals[{int(s)}])" for s in sids)
             rows = await conn.fetch(
                 f"SELECT (floor(extract(epoch FROM ts) / $3) * $3)::bigint AS t, {cols} FROM frames "
                 f"WHERE ts >= $1 AND ts < $2 GROUP BY 1", dt(split), dt(rng.end), rng.step)
@@ -181,7 +187,7 @@ class HistoryReader:
                         cell = acc[sid].setdefault(t, [0.0, 0.0])
                         cell[0] += float(total)
                         cell[1] += float(n)
-        return {sid: {t: sn[0] / sn[1] for t, sn in bins.items() if sn[1]} for sid, bins in acc.items()}
+        return {sid: {t: sig7(sn[0] / sn[1]) for t, sn in bins.items() if sn[1]} for sid, bins in acc.items()}
 
     async def _hists(self, conn: asyncpg.Connection, sid: int, rng: Range) -> dict[int, ExpHistogram]:
         """Merged histogram per bin: the rollup histograms up to the newest rolled minute, the 1 s ones

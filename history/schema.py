@@ -9,8 +9,9 @@ Layout (design.md section 8; every table is range-partitioned by day on ``ts``, 
 
 - ``series``: the catalogue. ``id`` is dense from 1 and is the series' **position** in a frame.
 - ``frames``: one row per second, ``vals[id]`` the value of series ``id`` at that second (NULL where
-  nothing was recorded). One row for all series instead of one row per point: ~8 bytes per point
-  plus ~60 per second, against ~70 per point for (series, ts, value) rows with their index
+  nothing was recorded; ``real[]`` from schema version 5: 7 significant digits, read back rounded to
+  them). One row for all series instead of one row per point: ~4 bytes per point plus ~60 per
+  second, against ~70 per point for (series, ts, value) rows with their index
   (bench/bench_history.py measures both). Kept ``history.raw_hours`` (48 h).
 - ``rollup_1m`` (and ``rollup_15m`` from schema version 2): one row per series and step, ``n`` points
   present, ``sum``/``min``/``max`` (the mean is ``sum / n``: over the data present). Whole retention.
@@ -149,6 +150,10 @@ CREATE TABLE rollup_15m (LIKE rollup_1m INCLUDING ALL) PARTITION BY RANGE (ts);
 CREATE TABLE hist_15m (LIKE hist_1s INCLUDING ALL) PARTITION BY RANGE (ts);
 """
 
+_V5: Final = """
+ALTER TABLE frames ALTER COLUMN vals TYPE real[];
+"""
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "series catalogue, 1 s frames, 1 min rollups, histograms, states, probes, alerts, events",
               _V1),
@@ -159,6 +164,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     # owned by history/viewstream.py (h19): the view's snapshots and patches, for view?at= and replay
     Migration(4, "view_stream: every published view snapshot and patch (default stream, zstd)",
               VIEW_STREAM_SQL),
+    Migration(5, "1 s frames as float4: ~4 instead of ~8 bytes per point (7 significant digits, read back "
+                 "rounded to them)", _V5),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 

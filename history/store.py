@@ -356,7 +356,8 @@ async def roll_range(conn: asyncpg.Connection, lo: int, hi: int) -> None:
     async with conn.transaction():
         await conn.execute(
             "INSERT INTO rollup_1m (series_id, ts, n, sum, min, max) "
-            "SELECT u.id::int, date_bin('1 minute', f.ts, 'epoch'), count(*), sum(u.v), min(u.v), max(u.v) "
+            "SELECT u.id::int, date_bin('1 minute', f.ts, 'epoch'), count(*), sum(u.v::float8), min(u.v), "
+            "max(u.v) "
             "FROM frames f, unnest(f.vals) WITH ORDINALITY AS u(v, id) "
             "WHERE f.ts >= $1 AND f.ts < $2 AND u.v IS NOT NULL GROUP BY 1, 2 "
             "ON CONFLICT (series_id, ts) DO UPDATE SET n = EXCLUDED.n, sum = EXCLUDED.sum, "

@@ -74,6 +74,8 @@ class AggregatorService:
         self.history = history_url is not None
         self._feed_pending: list[dict[str, Any]] = []
         self._second_sent = 0
+        self._second_tasks: set[asyncio.Task[None]] = set()
+        self.seconds_dropped = 0  # records not sent because the broker stopped acknowledging
 
     def _on_message(self, message: aiomqtt.Message) -> None:
         payload = message.payload
@@ -116,7 +118,7 @@ class AggregatorService:
             for t in done:
                 t.result()
         finally:
-            await asyncio.shield(cancel_and_wait(tasks))
+            await asyncio.shield(cancel_and_wait([*tasks, *self._second_tasks]))
 
     async def _backfill(self) -> None:
         """Restart without amnesia: the last series_len seconds of the view's series from history
@@ -241,6 +243,7 @@ class AggregatorService:
         if client is None:
             return
         self._second_sent = last
+        payloads: list[bytes] = []
         for sec in range(first, last + 1):
             feed = self._feed_pending[-500:] if sec == last else []
             record = second_record(self.fold, out.view, out.ts, feed, sec)
@@ -248,8 +251,22 @@ class AggregatorService:
                 continue
             if sec == last:
                 self._feed_pending = []
+            payloads.append(encode(record))
+        if not payloads:
+            return
+        if len(self._second_tasks) >= 100:  # the broker does not acknowledge: never queue without bound
+            self.seconds_dropped += len(payloads)
+            return
+        # QoS 1 waits for the broker's PUBACK: in a task of its own, so the tick never waits for it
+        # (paho keeps the order of publishes as they are called)
+        task = asyncio.create_task(self._send_seconds(client, topic(self.root), payloads))
+        self._second_tasks.add(task)
+        task.add_done_callback(self._second_tasks.discard)
+
+    async def _send_seconds(self, client: aiomqtt.Client, to: str, payloads: list[bytes]) -> None:
+        for payload in payloads:
             try:
-                await client.publish(topic(self.root), encode(record), qos=1)
+                await client.publish(to, payload, qos=1)
             except aiomqtt.MqttError as exc:
                 log.warning("aggregator: could not publish the history second (%s)", exc)
                 return
