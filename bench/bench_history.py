@@ -83,6 +83,7 @@ async def raw_bytes(dsn: str) -> dict[str, int]:
                 "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
                 "WHERE p.relname = $1", t))
         out["frames_rows"] = int(await conn.fetchval("SELECT count(*) FROM frames"))
+        out["hist_1s_rows"] = int(await conn.fetchval("SELECT count(*) FROM hist_1s"))
         out["series"] = int(await conn.fetchval("SELECT count(*) FROM series WHERE kind <> 'hist'"))
         return out
     finally:
@@ -137,7 +138,13 @@ async def recorder_cost(a: argparse.Namespace, workdir: Path, pg: PrivatePostgre
             "buffer_max": max(bufs) if bufs else None, "rows_per_s": rows / dt, "drops": drops,
             "series_recorded": b1["series"], "frames_per_s": (b1["frames_rows"] - b0["frames_rows"]) / dt,
         })
-        raw_per_s = ((b1["frames"] - b0["frames"]) + (b1["hist_1s"] - b0["hist_1s"])) / dt
+        # (bytes: measured on the generated 7-day database, see queries(); here only a check)
+        # bytes per stored second: whole relations (table, index, TOAST) over their rows at the end
+        # (the growth over 40 s moves in 8 KiB pages: too coarse)
+        per_frame = b1["frames"] / max(1, b1["frames_rows"])
+        per_hist = b1["hist_1s"] / max(1, b1["hist_1s_rows"])
+        raw_per_s = per_frame + per_hist
+        out["bytes_per_frame"], out["bytes_per_hist_1s"] = per_frame, per_hist
         series = b1["series"]
         rollup_row = 60  # bytes of one rollup row with its index entry (measured on the 7-day database)
         per_day_raw = raw_per_s * 86400
@@ -188,6 +195,26 @@ async def queries(a: argparse.Namespace, pg: PrivatePostgres) -> dict[str, Any]:
         await roll_range(conn, (now - 7200) // 60 * 60, (now - 120) // 60 * 60)
         out["generate_s"] = time.perf_counter() - t
         out["rollup_1m_rows"] = await conn.fetchval("SELECT count(*) FROM rollup_1m")
+        # bytes per stored row (table + index + TOAST over rows) on 2 h of 1 s data and 7 days of
+        # rollups at this scale: the per-day and per-point figures
+        await conn.execute("VACUUM ANALYZE")
+        sizes = {}
+        for t in ("frames", "hist_1s", "rollup_1m", "rollup_15m", "hist_1m", "hist_15m"):
+            size = await conn.fetchval(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_inherits i "
+                "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
+                "WHERE p.relname = $1", t)
+            rows = await conn.fetchval(f"SELECT count(*) FROM {t}")
+            sizes[t] = {"bytes": int(size), "rows": int(rows), "per_row": size / max(1, rows)}
+        n = len(m.series)
+        per_s = sizes["frames"]["per_row"] + sizes["hist_1s"]["per_row"]
+        day_rollups = (1440 * (n * sizes["rollup_1m"]["per_row"] + sizes["hist_1m"]["per_row"])
+                       + 96 * (n * sizes["rollup_15m"]["per_row"] + sizes["hist_15m"]["per_row"]))
+        out["bytes"] = {"tables": sizes, "per_point_1s": per_s / n,
+                        "per_point_1s_values_only": sizes["frames"]["per_row"] / n,
+                        "per_point_1m": sizes["rollup_1m"]["per_row"],
+                        "raw_per_day": per_s * 86400, "rollups_per_day": day_rollups,
+                        "seven_days_at_48h_raw": 2 * per_s * 86400 + 7 * day_rollups}
         # the plain baseline: one row per point, no partitions, no rollups
         six = ["ingest_rate", "alert_rate", "delivery_rate", "rate:ingest:messages_received",
                "gauge:delivery:pending_jobs", "capacity:disk.used_pct"]
@@ -272,19 +299,19 @@ def report(res: dict[str, Any]) -> None:
         print(f"  lag p50 {r['lag_s_p50']} s, max {r['lag_s_max']} s (aim <= 2 s); buffer max "
               f"{r['buffer_max']}; drops {r['drops']}; {r['rows_per_s']:.1f} rows/s; "
               f"{r['frames_per_s']:.2f} frames/s")
-        b = r["bytes"]
-        print(f"  bytes: {b['raw_per_day'] / 2**20:.0f} MiB/day of 1 s data + "
-              f"{b['rollups_per_day'] / 2**20:.1f} MiB/day of rollups; "
-              f"{b['per_point_1s']:.1f} B per 1 s point "
-              "(Netdata tier 0: "
-              f"{NETDATA_TIER0_B} B; ratio {b['ratio_1s_to_netdata']:.1f}x), ~{b['per_point_1m']} B per "
-              f"1 min point (Netdata tier 1: {NETDATA_TIER1_B} B); 7 days (48 h of 1 s): "
-              f"{b['seven_days_at_48h_raw'] / 2**30:.2f} GiB")
+        print(f"  (bytes per point: from the 7-day database below; this run's {r['frames_per_s']:.2f} "
+              "frames/s and table sizes are in --json)")
     q = res.get("queries")
     if q:
         print(f"\nqueries on 7 days x {q['series']} series (generated in {q['generate_s']:.0f} s; "
               f"{q['rollup_1m_rows']:,} 1 min rollup rows; plain table {q['plain_rows']:,} rows, "
               f"{q['plain_bytes'] / 2**20:.0f} MiB):")
+        qb = q["bytes"]
+        print(f"  bytes on disk: {qb['per_point_1s']:.2f} B per 1 s point with its merged histogram "
+              f"({qb['per_point_1s_values_only']:.2f} B values only; Netdata tier 0: {NETDATA_TIER0_B} B), "
+              f"{qb['per_point_1m']:.0f} B per 1 min point (Netdata tier 1: {NETDATA_TIER1_B} B); per day "
+              f"{qb['raw_per_day'] / 2**20:.0f} MiB of 1 s data + {qb['rollups_per_day'] / 2**20:.0f} MiB of "
+              f"rollups; 7 days with 48 h of 1 s: {qb['seven_days_at_48h_raw'] / 2**30:.2f} GiB")
         for name, v in q["queries_ms"].items():
             base = v.get("plain", v.get("plain_24h_only"))
             print(f"  {name:24s} history {v['history']:8.1f} ms (aim {v['aim']} ms)   plain {base:8.1f} ms   "
