@@ -72,6 +72,7 @@ _dec_snapshot: Final = msgspec.json.Decoder(ViewSnapshot)
 _dec_patch: Final = msgspec.json.Decoder(ViewPatch)
 _dec_any: Final = msgspec.json.Decoder()
 _codec: list[tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]] = []
+_missing: list[bool] = []  # logged once
 
 #: (ts, seq, snap, base, raw_len, body): one row of ``view_stream`` as INSERT_SQL takes it.
 StreamRow = tuple[datetime, int, bool, int | None, int, bytes]
@@ -84,7 +85,10 @@ def _zstd() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
         try:
             import zstandard
         except ImportError as exc:
-            log.error("view stream: zstandard is not installed (pip install -e . installs it): %s", exc)
+            if not _missing:
+                _missing.append(True)
+                log.error("view stream: zstandard is not installed (pip install -e . installs it): %s; "
+                          "view messages are refused (the recorder counts them rejected)", exc)
             raise ValueError("zstandard is not installed") from exc
         _codec.append((zstandard.ZstdCompressor(level=LEVEL), zstandard.ZstdDecompressor()))
     return _codec[0]
