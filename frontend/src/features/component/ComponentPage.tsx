@@ -389,7 +389,7 @@ export function ComponentPage() {
           ))}
         </div>
         {hist.phase === "loading" && <p class="muted">Loading history…</p>}
-        {hist.phase === "off" && <p class="muted" data-testid="history-off">⏸ {hist.message ?? "History is off"}. Only the live figures above.</p>}
+        {hist.phase === "off" && <p class="muted" data-testid="history-off">‖ {hist.message ?? "History is off"}. Only the live figures above.</p>}
         {hist.phase === "error" && <p class="bad">History unavailable: {hist.message}</p>}
         {hist.phase === "ready" && (
           <>
