@@ -149,7 +149,7 @@ export function App() {
         <AlertBanner />
         {!wall && <Nav path={loc.path} />}
         {live.phase === "forbidden" && (
-          <div class="banner bad" role="alert">⛔ This identity may not see the operator view (role “operator” required).</div>
+          <div class="banner bad" role="alert">✖ This identity may not see the operator view (role “operator” required).</div>
         )}
         {view === null && live.phase !== "unauthorized" && live.phase !== "forbidden" && (
           <div class="banner" role="status" data-testid="waiting">

@@ -9,7 +9,7 @@ export const SEVERITIES = ["debug", "info", "warning", "error", "critical"] as c
 
 /** Icon and word for each severity: never colour alone. */
 export const SEVERITY_ICON: Record<string, string> = {
-  critical: "⛔",
+  critical: "‼", // h18: not ⛔, which no font on these machines has (it drew a box)
   error: "✖",
   warning: "▲",
   info: "ℹ",

@@ -25,9 +25,9 @@ export function connectionText(live: LiveState, now: number): { icon: string; te
       };
     }
     case "unauthorized":
-      return { icon: "🔒", text: "Login required", cls: "bad" };
+      return { icon: "⚠", text: "Login required", cls: "bad" };
     case "forbidden":
-      return { icon: "⛔", text: "Access denied", cls: "bad" };
+      return { icon: "✖", text: "Access denied", cls: "bad" };
   }
 }
 

@@ -19,7 +19,7 @@ export function LoginForm({ reason, oidc, onToken, onOidc, onCancel }: {
           if (token.trim()) onToken(token.trim());
         }}
       >
-        <h2 id="login-title">🔒 Log in to the operator dashboard</h2>
+        <h2 id="login-title">Log in to the operator dashboard</h2>
         <p class="muted">{reason}</p>
         {oidc && (
           <>
