@@ -145,6 +145,8 @@ class Client:
     max_rate: float | None = None
     #: our monotonic clock when it last got a view message
     sent_at: float = -math.inf
+    #: a replay of the past in progress (gateway/view_api.py): no live view frames meanwhile
+    replay: Any = None
 
 
 MessageHandler = Callable[["Client", dict[str, Any]], Awaitable[None]]
@@ -572,7 +574,7 @@ class Gateway:
         self.counters.bytes_sent_total += len(data)
 
     def _send_snapshot(self, c: Client) -> None:
-        if self.store.state is None:
+        if self.store.state is None or c.replay is not None:
             return
         self._send(c, self.store.snapshot_message(c.sections))
         self.counters.snapshots_sent_total += 1
@@ -587,7 +589,7 @@ class Gateway:
         for sections, members in list(self.groups.items()):
             ready = []
             for c in list(members):
-                if self._over_limit(c, now):
+                if c.replay is not None or self._over_limit(c, now):
                     continue
                 if c.max_rate is not None and self._coalesce(c, sections, now):
                     continue

@@ -187,3 +187,38 @@ async def view_at(conn: asyncpg.Connection, at: float) -> ViewAt | None:
                 _dec_any.decode(decompress(r["body"]))) for r in rows)
     state, seq, ts, n, gap = replay(state, int(snap["seq"]), s_ts, patches)
     return ViewAt(state, seq, ts, s_ts, n, gap)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamMessage:
+    """One recorded message, decoded: a snapshot (``base`` None, ``body`` the view) or a patch
+    (``body`` ``{"patch", "append"[, "errors"]}``)."""
+
+    ts: float
+    seq: int
+    base: int | None
+    body: dict[str, Any]
+
+
+async def messages_after(conn: asyncpg.Connection, ts: float, seq: int, after_snap: bool, until: float,
+                         limit: int = 200) -> list[StreamMessage]:
+    """The recorded messages after the cursor ``(ts, seq, after_snap)`` up to ``until``, in order (at one
+    tick the patch before the snapshot), at most ``limit`` of each kind. Two index range scans (``snap``
+    leads the key)."""
+    lo, hi = datetime.fromtimestamp(ts, UTC), datetime.fromtimestamp(until, UTC)
+    out: list[tuple[float, int, int, StreamMessage]] = []
+    bound: tuple[float, int] | None = None  # a kind cut at ``limit`` is complete only up to its last
+    for snap in (False, True):
+        op = ">=" if snap and not after_snap else ">"  # a tick's snapshot sorts after its patch
+        rows = await conn.fetch(
+            "SELECT ts, seq, base, body FROM view_stream WHERE snap = $1 AND ts >= $2 AND ts <= $3 "
+            f"AND (ts, seq) {op} ($2, $4) ORDER BY ts, seq LIMIT $5", snap, lo, hi, seq, limit)
+        for r in rows:
+            t = float(r["ts"].timestamp())
+            out.append((t, int(r["seq"]), int(snap), StreamMessage(
+                t, int(r["seq"]), None if snap else int(r["base"]), _dec_any.decode(decompress(r["body"])))))
+        if len(rows) == limit:
+            last = (float(rows[-1]["ts"].timestamp()), int(rows[-1]["seq"]))
+            bound = last if bound is None else min(bound, last)
+    out.sort(key=lambda m: m[:3])
+    return [m for t, sq, _, m in out if bound is None or (t, sq) <= bound]

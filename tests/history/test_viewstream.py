@@ -22,6 +22,7 @@ from websockets.asyncio.client import connect
 
 from gateway.config import GatewayConfig
 from gateway.server import Gateway
+from gateway.view_api import LIVE_MARGIN_S
 from history.config import HistoryConfig
 from history.viewstream import decompress, replay, stream_row
 from telemetry_bus.aio import cancel_and_wait
@@ -125,6 +126,8 @@ async def test_view_at_gives_back_the_views_a_live_client_held(mosquitto: Mosqui
             r = (await http.get(V, params={"at": iso})).json()
             assert r["meta"]["generated_at"] == want
 
+        await _check_replay(ws_url, held)
+
         # before the first record: 404 naming the oldest time
         r = await http.get(V, params={"at": repr(held[0][1] - 3600)})
         assert r.status_code == 404
@@ -139,6 +142,70 @@ async def test_view_at_gives_back_the_views_a_live_client_held(mosquitto: Mosqui
         r = await http.get(V)
         assert r.status_code == 400 and r.json()["parameter"] == "at"
     assert total > 0
+
+
+async def _check_replay(ws_url: str, held: list[tuple[int, float, dict[str, Any]]]) -> None:
+    """Replay at 10x from the first held moment: the same views in order, at the right pace, marked
+    replay; then it catches up and goes live by itself. A paused seek, then "live"."""
+    by_seq = {seq: view for seq, _, view in held}
+    loop = asyncio.get_running_loop()
+    async with connect(ws_url) as ws:
+        await recv(ws, "snapshot")
+        start_seq, start_ts = held[0][0], held[0][1]
+        await ws.send(json.dumps({"type": "replay", "from": start_ts, "speed": 10}))
+        ack = await recv(ws, "replay")
+        assert ack["ok"] and ack["seq"] == start_seq and ack["speed"] == 10.0, ack
+        mirror = Mirror()
+        seen: list[int] = []
+        pace: list[tuple[float, float]] = []  # (arrival, tick time)
+        while True:
+            msg = await recv(ws, timeout=10)
+            if msg["type"] == "replay":
+                assert msg == {"type": "replay", "ok": True, "ended": "caught_up"}
+                caught_up = time.time()
+                break
+            if msg["type"] not in ("snapshot", "patch"):
+                continue
+            assert msg.get("replay") is True, msg  # no live frame while replaying
+            mirror.feed(msg)
+            assert mirror.gaps == 0 and mirror.state is not None
+            seen.append(msg["seq"])
+            pace.append((loop.time(), msg["ts"]))
+            if msg["seq"] in by_seq:
+                for section, value in by_seq[msg["seq"]].items():
+                    assert _sorted.encode(mirror.state[section]) == _sorted.encode(value), (msg["seq"], section)
+        # every tick the live client saw, in order, up to LIVE_MARGIN_S before it caught up (the live
+        # snapshot that follows stands for the rest)
+        replayed = [q for q in seen if q in by_seq]
+        expected = [q for q, _, _ in held if q >= start_seq]
+        assert replayed == expected[:len(replayed)]
+        assert all(q in replayed for q, t, _ in held if q >= start_seq and t <= caught_up - LIVE_MARGIN_S - 0.5)
+        assert len(replayed) >= 10
+        # at 10x: the wall time between frames is a tenth of the ticks' (+- 10 %, 0.2 s of slack)
+        wall = pace[-1][0] - pace[0][0]
+        want = (pace[-1][1] - pace[0][1]) / 10
+        assert abs(wall - want) <= 0.1 * want + 0.2, (wall, want)
+        live = await recv(ws, "snapshot")
+        assert "replay" not in live and live["seq"] >= held[-1][0]
+        # paused seek: the view at that moment only; then back to live
+        mid_seq, mid_ts, mid_view = held[len(held) // 2]
+        await ws.send(json.dumps({"type": "replay", "from": mid_ts, "speed": 0}))
+        assert (await recv(ws, "replay"))["ok"]
+        snap = await recv(ws, "snapshot")
+        assert snap["replay"] is True and snap["seq"] == mid_seq
+        assert _sorted.encode(snap["state"]) == _sorted.encode(mid_view)
+        await ws.send(json.dumps({"type": "live"}))
+        live = await recv(ws, "snapshot")
+        assert "replay" not in live
+        # refusals leave the socket open
+        await ws.send(json.dumps({"type": "replay", "from": mid_ts, "speed": 100}))
+        r = await recv(ws, "replay")
+        assert r["ok"] is False and r["code"] == "bad_request" and r["field"] == "speed"
+        await ws.send(json.dumps({"type": "replay", "from": held[0][1] - 3600}))
+        r = await recv(ws, "replay")
+        assert r["ok"] is False and r["code"] == "not_recorded" and r["oldest"] is not None
+        await ws.send(json.dumps({"type": "resync"}))
+        assert "replay" not in await recv(ws, "snapshot")
 
 
 async def test_view_at_is_404_with_history_off(mosquitto: Mosquitto, tmp_path: object) -> None:
