@@ -454,6 +454,8 @@ class SnapshotFrame(_S, tag="snapshot", tag_field="type", kw_only=True):
     seq: Count
     ts: Seconds | None = None
     state: View
+    #: true on the frames of a replay of the past (docs/websocket.md "Replay"), absent on live ones
+    replay: bool | None = None
 
 
 class PatchFrame(_S, tag="patch", tag_field="type", kw_only=True):
@@ -470,6 +472,8 @@ class PatchFrame(_S, tag="patch", tag_field="type", kw_only=True):
     #: patches the frame stands for
     appends: dict[str, list[SeriesPoint]] | None = None
     coalesced: Count | None = None
+    #: true on the frames of a replay of the past (docs/websocket.md "Replay"), absent on live ones
+    replay: bool | None = None
 
 
 class MetaFrame(_S, tag="meta", tag_field="type", kw_only=True):
@@ -483,8 +487,26 @@ class ErrorFrame(_S, tag="error", tag_field="type", kw_only=True):
     message: str | None = None
 
 
-ServerFrame = SnapshotFrame | PatchFrame | MetaFrame | ErrorFrame
-FRAME_TYPES: Final = ("snapshot", "patch", "meta", "error")
+class ReplayFrame(_S, tag="replay", tag_field="type", kw_only=True):
+    """The answer to a client's ``replay`` (docs/websocket.md "Replay"), and its end."""
+
+    ok: bool
+    #: accepted: where it starts (the moment asked, the tick found) and at what speed
+    from_: Seconds | None = msgspec.field(default=None, name="from")
+    speed: float | None = None
+    seq: Count | None = None
+    ts: Seconds | None = None
+    #: "caught_up": the replay reached the present; the live snapshot follows
+    ended: str | None = None
+    #: refused: bad_request, not_recorded, history_off, history_unavailable, too_many_replays
+    code: str | None = None
+    message: str | None = None
+    field: str | None = None
+    oldest: Seconds | None = None
+
+
+ServerFrame = SnapshotFrame | PatchFrame | MetaFrame | ErrorFrame | ReplayFrame
+FRAME_TYPES: Final = ("snapshot", "patch", "meta", "error", "replay")
 
 _view_decoder: Final = msgspec.json.Decoder(View)
 _frame_decoder: Final = msgspec.json.Decoder(ServerFrame)
@@ -495,7 +517,7 @@ def check_view(view: Any) -> View:
     return _view_decoder.decode(view if isinstance(view, bytes) else msgspec.json.encode(view))
 
 
-def check_frame(frame: Any) -> SnapshotFrame | PatchFrame | MetaFrame | ErrorFrame:
+def check_frame(frame: Any) -> SnapshotFrame | PatchFrame | MetaFrame | ErrorFrame | ReplayFrame:
     """Decode a server -> client WebSocket frame (a JSON value or its bytes)."""
     return _frame_decoder.decode(frame if isinstance(frame, bytes) else msgspec.json.encode(frame))  # type: ignore[no-any-return]
 

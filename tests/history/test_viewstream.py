@@ -28,6 +28,7 @@ from history.viewstream import decompress, replay, stream_row
 from telemetry_bus.aio import cancel_and_wait
 from telemetry_bus.config import MqttConfig
 from telemetry_bus.contract import ViewPatch, ViewSnapshot
+from telemetry_bus.view_schema import check_frame
 from tests.conftest import eventually
 from tests.gateway.client import Mirror, recv
 from tests.history.conftest import Stack, start_stack
@@ -154,6 +155,7 @@ async def _check_replay(ws_url: str, held: list[tuple[int, float, dict[str, Any]
         start_seq, start_ts = held[0][0], held[0][1]
         await ws.send(json.dumps({"type": "replay", "from": start_ts, "speed": 10}))
         ack = await recv(ws, "replay")
+        check_frame(ack)
         assert ack["ok"] and ack["seq"] == start_seq and ack["speed"] == 10.0, ack
         mirror = Mirror()
         seen: list[int] = []
@@ -167,6 +169,7 @@ async def _check_replay(ws_url: str, held: list[tuple[int, float, dict[str, Any]
             if msg["type"] not in ("snapshot", "patch"):
                 continue
             assert msg.get("replay") is True, msg  # no live frame while replaying
+            check_frame(msg)
             mirror.feed(msg)
             assert mirror.gaps == 0 and mirror.state is not None
             seen.append(msg["seq"])
@@ -204,6 +207,7 @@ async def _check_replay(ws_url: str, held: list[tuple[int, float, dict[str, Any]
         await ws.send(json.dumps({"type": "replay", "from": held[0][1] - 3600}))
         r = await recv(ws, "replay")
         assert r["ok"] is False and r["code"] == "not_recorded" and r["oldest"] is not None
+        check_frame(r)
         await ws.send(json.dumps({"type": "resync"}))
         assert "replay" not in await recv(ws, "snapshot")
 
