@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -25,6 +26,7 @@ from gateway.server import Gateway
 from gateway.view_api import LIVE_MARGIN_S
 from history.config import HistoryConfig
 from history.viewstream import decompress, replay, stream_row
+from opsdash.wiring import build_aggregator
 from telemetry_bus.aio import cancel_and_wait
 from telemetry_bus.config import MqttConfig
 from telemetry_bus.contract import ViewPatch, ViewSnapshot
@@ -32,8 +34,8 @@ from telemetry_bus.view_schema import check_frame
 from tests.conftest import eventually
 from tests.gateway.client import Mirror, recv
 from tests.history.conftest import Stack, start_stack
-from tests.history.test_recorder import traffic
-from tests.support.servers import Mosquitto
+from tests.history.test_recorder import _stop_for, traffic
+from tests.support.servers import Mosquitto, PrivatePostgres, scaled
 
 V = "/operator/system/view"
 _enc = msgspec.json.Encoder()
@@ -245,3 +247,58 @@ def test_replay_stops_at_a_lost_patch_and_skips_duplicates() -> None:
     assert row[1:4] == (6, False, 5) and b"instances" not in decompress(row[5])
     with pytest.raises(ValueError):
         stream_row("snapshot", _enc.encode(ViewSnapshot(seq=1, ts=-5.0, state={})))
+
+
+async def test_view_at_across_an_aggregator_restart_and_a_database_outage(
+        mosquitto: Mosquitto, private_pg: PrivatePostgres, private_dsn: str, tmp_path: object) -> None:
+    """The database is away for 6 s (the recorder buffers the stream), then the aggregator restarts
+    (seq from 1 again): every moment the live client held is still rebuilt exactly."""
+    stack = await start_stack(mosquitto.url, private_dsn, OPSDASH_AGGREGATOR__SNAPSHOT_EVERY_S="3")
+    g = Gateway(GatewayConfig(listen="127.0.0.1:0", static_dir=str(tmp_path)), MqttConfig(url=mosquitto.url),
+                app_config=SimpleNamespace(history=HistoryConfig(url=private_dsn)))
+    await g.start()
+    try:
+        await eventually(lambda: stack.recorder.db_up, timeout=10, what="database up")
+        stop = asyncio.Event()
+        client = asyncio.create_task(_hold_views(g.url.replace("http", "ws", 1) + "/operator/system/live", stop))
+        outage = asyncio.create_task(asyncio.to_thread(_stop_for, private_pg, 6.0))
+        buffered = 0
+
+        async def sample() -> None:
+            nonlocal buffered
+            while True:
+                buffered = max(buffered, sum(1 for _, _, it in stack.recorder.buffer if it.kind == "view"))
+                await asyncio.sleep(0.1)
+        sampler = asyncio.create_task(sample())
+        _, _, reps = await traffic(mosquitto.url, 10)
+        await outage
+        await cancel_and_wait([sampler])
+        assert buffered >= 5, "the view stream was not held in the buffer while the database was away"
+        await cancel_and_wait([stack.tasks[0]])  # the aggregator restarts
+        agg = build_aggregator(stack.config)
+        stack.tasks[0] = asyncio.create_task(agg.run())
+        await asyncio.wait_for(agg.connected.wait(), scaled(10))
+        for r in reps:
+            r.inc("messages_received", 5)
+        await asyncio.sleep(6)
+        for r in reps:
+            await r.stop()
+        await asyncio.sleep(1)
+        stop.set()
+        held = await client
+        await eventually(lambda: stack.recorder.db_up and not stack.recorder.buffer, timeout=30,
+                         what="recorder wrote its backlog")
+        assert stack.recorder.drops == 0
+        seqs = [q for q, _, _ in held]
+        assert any(b < a for a, b in itertools.pairwise(seqs)), "the aggregator did not restart"
+        async with httpx.AsyncClient(base_url=g.url) as http:
+            for seq, gen_at, view in held[:: max(1, len(held) // 25)] + held[-3:]:
+                r = await http.get(V, params={"at": repr(gen_at)})
+                assert r.status_code == 200, r.text
+                got = r.json()
+                assert got["meta"]["seq"] == seq and got["meta"]["generated_at"] == gen_at
+                for section in view:
+                    assert _sorted.encode(got[section]) == _sorted.encode(view[section]), (seq, section)
+    finally:
+        await g.stop()
+        await cancel_and_wait(stack.tasks)
