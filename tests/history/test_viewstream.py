@@ -273,7 +273,7 @@ async def test_view_at_across_an_aggregator_restart_and_a_database_outage(
         _, _, reps = await traffic(mosquitto.url, 10)
         await outage
         await cancel_and_wait([sampler])
-        assert buffered >= 5, "the view stream was not held in the buffer while the database was away"
+        assert buffered >= 5, f"the view stream was not held in the buffer while the database was away ({buffered})"
         await cancel_and_wait([stack.tasks[0]])  # the aggregator restarts
         agg = build_aggregator(stack.config)
         stack.tasks[0] = asyncio.create_task(agg.run())
@@ -296,7 +296,8 @@ async def test_view_at_across_an_aggregator_restart_and_a_database_outage(
                 r = await http.get(V, params={"at": repr(gen_at)})
                 assert r.status_code == 200, r.text
                 got = r.json()
-                assert got["meta"]["seq"] == seq and got["meta"]["generated_at"] == gen_at
+                assert (got["meta"]["seq"], got["meta"]["generated_at"]) == (seq, gen_at), (
+                    seq, gen_at, got["meta"], seqs, stack.recorder.rejected)
                 for section in view:
                     assert _sorted.encode(got[section]) == _sorted.encode(view[section]), (seq, section)
     finally:
