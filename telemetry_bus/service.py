@@ -122,16 +122,28 @@ class AggregatorService:
 
     async def _backfill(self) -> None:
         """Restart without amnesia: the last series_len seconds of the view's series from history
-        (history/backfill.py), beside the first ticks; a database that is away only costs the backfill."""
+        (history/backfill.py), beside the first ticks. A database that is away or slow (starting beside
+        us in docker-compose, or busy) is tried again with backoff for as long as a backfill can still
+        fill part of the series; then it only costs the backfill."""
         from history.backfill import series_from_history
 
-        try:
-            assert self.history_url is not None
-            points = await series_from_history(self.history_url, self.clock(), self.fold.series_len,
-                                               self.acfg.window_s)
-        except Exception as exc:
-            log.warning("aggregator: no series backfill from history (%s: %s)", type(exc).__name__, exc)
-            return
+        assert self.history_url is not None
+        backoff = Backoff(1.0, 15.0)
+        give_up = self.clock() + self.fold.series_len
+        while True:
+            try:
+                points = await series_from_history(self.history_url, self.clock(), self.fold.series_len,
+                                                   self.acfg.window_s)
+                break
+            except Exception as exc:
+                delay = backoff.next_delay()
+                if self.clock() + delay >= give_up:
+                    log.warning("aggregator: no series backfill from history (%s: %s); gave up after %d "
+                                "tries", type(exc).__name__, exc, backoff.failures)
+                    return
+                log.warning("aggregator: series backfill from history failed (%s: %s); trying again in "
+                            "%.1f s", type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
         for name, pts in points.items():
             self.fold.preload_series(name, pts)
         self._need_snapshot = True  # clients get the backfilled series with the next snapshot

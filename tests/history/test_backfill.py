@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import random
 import signal
@@ -14,15 +15,18 @@ import time
 from pathlib import Path
 
 import aiomqtt
+import pytest
 
 from history.backfill import QS, points_from_rows
 from history.recorder import RecorderService
 from opsdash.config import load_config
+from opsdash.wiring import build_aggregator
 from telemetry_bus.aio import cancel_and_wait
 from telemetry_bus.histogram import ExpHistogram
 from telemetry_bus.reporter import Reporter
 from tests.conftest import eventually
-from tests.support.servers import Mosquitto, scaled
+from tests.history.conftest import start_stack
+from tests.support.servers import Mosquitto, PrivatePostgres, scaled
 
 
 def test_sliding_window_quantiles_equal_a_merge_of_each_window() -> None:
@@ -55,18 +59,26 @@ def _agg(url: str, dsn: str, log: Path) -> subprocess.Popen[bytes]:
                                 stderr=fh, start_new_session=True)
 
 
-async def _snapshot(m: Mosquitto, after: float) -> dict:  # type: ignore[type-arg]
+async def _snapshot(m: Mosquitto, after: float, log: Path) -> dict:  # type: ignore[type-arg]
     """The first snapshot of the new aggregator that holds the backfill (it follows the backfill)."""
-    async with aiomqtt.Client(m.host, m.port) as c:
-        await c.subscribe("$ops/v1/view/snapshot", qos=1)
-        async with asyncio.timeout(scaled(40)):
-            async for msg in c.messages:
-                snap = json.loads(msg.payload)  # type: ignore[arg-type]
-                state = snap["state"]
-                if (snap["ts"] > after and state["meta"]["started_at"] > after - 1
-                        and any(v for _t, v in state["series"].get("ingest_rate", []) if _t < after - 5)):
-                    return state  # type: ignore[no-any-return]
-    raise AssertionError("no snapshot with the backfilled series")
+    seen = 0
+    try:
+        async with aiomqtt.Client(m.host, m.port) as c:
+            await c.subscribe("$ops/v1/view/snapshot", qos=1)
+            async with asyncio.timeout(scaled(40)):
+                async for msg in c.messages:
+                    seen += 1
+                    snap = json.loads(msg.payload)  # type: ignore[arg-type]
+                    state = snap["state"]
+                    if (snap["ts"] > after and state["meta"]["started_at"] > after - 1
+                            and any(v for _t, v in state["series"].get("ingest_rate", [])
+                                    if _t < after - 5)):
+                        return state  # type: ignore[no-any-return]
+    except TimeoutError:
+        pass
+    tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
+    raise AssertionError(f"no snapshot with the backfilled series ({seen} snapshots seen); the new "
+                         f"aggregator's log ends:\n{tail}")
 
 
 async def test_aggregator_kill_9_restart_backfills_series(mosquitto: Mosquitto, database_url: str,
@@ -94,7 +106,7 @@ async def test_aggregator_kill_9_restart_backfills_series(mosquitto: Mosquitto, 
         await asyncio.sleep(4)
         restarted = time.time()
         agg = _agg(mosquitto.url, database_url, tmp_path / "agg2.log")
-        state = await _snapshot(mosquitto, restarted)
+        state = await _snapshot(mosquitto, restarted, tmp_path / "agg2.log")
         series = state["series"]["ingest_rate"]
         before = [(t, v) for t, v in series if t < killed - 3]
         # the seconds before the kill are back, with their traffic (2 x 10 per 0.1 s = ~200/s)
@@ -112,3 +124,41 @@ async def test_aggregator_kill_9_restart_backfills_series(mosquitto: Mosquitto, 
             agg.send_signal(signal.SIGTERM)
             agg.wait(10)
         await cancel_and_wait([rec_task])
+
+
+async def test_backfill_waits_for_a_database_that_comes_up_after_the_aggregator(
+        mosquitto: Mosquitto, private_pg: PrivatePostgres, private_dsn: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """docker-compose may start the aggregator before PostgreSQL answers: the backfill is tried again
+    and the series still hold what was recorded before."""
+    caplog.set_level(logging.INFO, logger="opsdash")
+    s = await start_stack(mosquitto.url, private_dsn)
+    rep = Reporter("ingest", "bf-late", mqtt_url=mosquitto.url)
+    await rep.start()
+    try:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 6
+        while loop.time() < end:
+            rep.inc("messages_received", 10)
+            await asyncio.sleep(0.1)
+        await eventually(lambda: s.recorder.writer.rows_written > 4, timeout=15, what="history written")
+        recorded = time.time()
+    finally:
+        await rep.stop()
+        await cancel_and_wait(s.tasks)
+    await asyncio.to_thread(private_pg.stop)
+    caplog.clear()
+    config = load_config(env={"OPSDASH_MQTT_URL": mosquitto.url, "OPSDASH_HISTORY_URL": private_dsn,
+                              "OPSDASH_AGGREGATOR__ID": "bf-late"})
+    agg = build_aggregator(config)
+    task = asyncio.create_task(agg.run())
+    try:
+        await eventually(lambda: "trying again" in caplog.text, timeout=20, what="a failed backfill, retried")
+        assert "series backfilled" not in caplog.text
+        await asyncio.to_thread(private_pg.start)
+        await eventually(lambda: "series backfilled" in caplog.text, timeout=30, what="the backfill")
+        rates = [v for t, v in agg.fold.series["ingest_rate"] if t < recorded and v]
+        # 10 per 0.1 s = ~100/s while the reporter ran
+        assert sum(1 for v in rates if 60 <= v <= 140) >= 3, list(agg.fold.series["ingest_rate"])[-30:]
+    finally:
+        await cancel_and_wait([task])
