@@ -5,6 +5,7 @@
  */
 import type { ServerMsg } from "./types";
 import { type Action, backoffMs, initialState, type LiveState, step } from "../state/live/reducer";
+import type { ReplayFrame, ReplayMsg } from "../state/replay/reducer";
 
 export interface LiveOptions {
   url: string;
@@ -32,6 +33,7 @@ export interface TailFrame {
   message?: string;
 }
 type EventsListener = (f: EventsFrame | TailFrame) => void;
+type ReplayListener = (f: ReplayFrame) => void;
 
 export function liveUrl(loc: Location = window.location): string {
   const scheme = loc.protocol === "https:" ? "wss:" : "ws:";
@@ -52,6 +54,9 @@ export class LiveClient {
   /** The live tail's filter (null: no tail); sent again after every hello (reconnects included). */
   private tail: Record<string, unknown> | null = null;
   private eventsListeners = new Set<EventsListener>();
+  private replayListeners = new Set<ReplayListener>();
+  /** Asked after every hello (a reconnect, other sections): the replay to go on with, or null. */
+  private resume: (() => ReplayMsg | null) | null = null;
 
   constructor(private readonly opts: LiveOptions) {
     this.now = opts.now ?? Date.now;
@@ -80,7 +85,35 @@ export class LiveClient {
       }
       if (this.ws !== ws || ws.readyState !== 1) return;
       ws.send(JSON.stringify(this.hello(token)));
+      this.sendResume(ws);
     })();
+  }
+
+  /**
+   * Time travel (docs/websocket.md "Replay"): send a `replay` or `live` message now if the socket is
+   * open; false if it is not (the `resume` callback asks again after the next hello).
+   */
+  sendReplay(msg: ReplayMsg): boolean {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== 1 || this.state.phase === "connecting") return false;
+    ws.send(JSON.stringify(msg));
+    return true;
+  }
+
+  /** The replay to go on with after each hello (a replay is per connection and per sections). */
+  setResume(fn: (() => ReplayMsg | null) | null): void {
+    this.resume = fn;
+  }
+
+  /** `replay` frames (acknowledgements, refusals, "caught up"): to the replay controller. */
+  onReplay(fn: ReplayListener): () => void {
+    this.replayListeners.add(fn);
+    return () => this.replayListeners.delete(fn);
+  }
+
+  private sendResume(ws: WebSocket): void {
+    const msg = this.resume?.() ?? null;
+    if (msg && msg.type === "replay") ws.send(JSON.stringify(msg));
   }
 
   private hello(token: string | null): Record<string, unknown> {
@@ -206,6 +239,7 @@ export class LiveClient {
       ws.send(JSON.stringify(this.hello(token)));
       if (this.tail) ws.send(JSON.stringify({ type: "tail", filter: this.tail }));
       this.dispatch({ type: "open", now: this.now() });
+      this.sendResume(ws);
     };
     ws.onmessage = (ev: MessageEvent) => {
       if (this.ws !== ws || typeof ev.data !== "string") return;
@@ -216,6 +250,10 @@ export class LiveClient {
         return;
       }
       const kind = msg && typeof msg === "object" ? (msg as { type: unknown }).type : null;
+      if (kind === "replay") {
+        for (const fn of this.replayListeners) fn(msg as unknown as ReplayFrame);
+        return;
+      }
       if (kind === "events" || kind === "tail") {
         for (const fn of this.eventsListeners) fn(msg as unknown as EventsFrame | TailFrame);
         return;

@@ -5,6 +5,7 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { getStoredToken, getToken, initOidc, logout, oidcConfigured, oidcLogin, setStoredToken, tryRenew } from "../api/auth";
 import { LiveClient, liveUrl } from "../api/live";
+import { ReplayController } from "../api/replay";
 import { fetchAuthInfo } from "../api/system";
 import type { AuthInfo } from "../api/types";
 import { AlertBanner } from "../features/alerts/AlertBanner";
@@ -13,9 +14,13 @@ import { LoginForm } from "../features/operator/components/LoginForm";
 import { STATUS_ICON } from "../features/operator/components/StatusBadge";
 import { useLiveState, useNow } from "../features/operator/hooks";
 import { normStatus } from "../state/live/selectors";
+import { parseAt, replayLabel, withAt } from "../state/replay/at";
+import type { ReplayState } from "../state/replay/reducer";
+import { shownState } from "../state/replay/shown";
+import { TimeBar } from "../features/replay/TimeBar";
 import { LiveContext } from "./live";
 import { Nav } from "./Nav";
-import { interceptLinks, matchPath, ParamsContext, type Params, useLocation } from "./router";
+import { interceptLinks, matchPath, navigate, ParamsContext, type Params, useLocation } from "./router";
 import { type RouteDef, routes } from "./routes";
 
 export function resolve(path: string, table: RouteDef[] = routes): { route: RouteDef; params: Params } | null {
@@ -49,6 +54,18 @@ function NotAllowed({ reason }: { reason: string }) {
   );
 }
 
+function useReplayState(ctl: ReplayController): ReplayState {
+  const [state, setState] = useState(ctl.getState());
+  useEffect(() => ctl.subscribe(setState), [ctl]);
+  return state;
+}
+
+/** Write the replayed moment into the URL (null: remove `at`), keeping the path and the rest. */
+function writeAt(at: number | null, push: boolean): void {
+  const loc = window.location;
+  navigate(`${loc.pathname}${withAt(new URLSearchParams(loc.search), at)}${loc.hash}`, { replace: !push });
+}
+
 export function App() {
   const loc = useLocation();
   const wall = loc.query.get("wall") === "1";
@@ -56,8 +73,11 @@ export function App() {
   // (whose effects run first) measure it.
   document.documentElement.classList.toggle("wall", wall);
   const client = useMemo(() => new LiveClient({ url: liveUrl(), getToken }), []);
-  const live = useLiveState(client);
-  const now = useNow(1000);
+  const rawLive = useLiveState(client);
+  const wallNow = useNow(1000);
+  const replayCtl = useMemo(() => new ReplayController(client, (w) => writeAt(w.at, w.push)), [client]);
+  useEffect(() => () => replayCtl.dispose(), [replayCtl]);
+  const replay = useReplayState(replayCtl);
   const [auth, setAuth] = useState<AuthInfo | null>(null);
   const [loginOpen, setLoginOpen] = useState(false);
   const [loggedIn, setLoggedIn] = useState(getStoredToken() !== null);
@@ -69,6 +89,18 @@ export function App() {
   const sections = typeof sec === "function" ? sec(params) : sec;
   // Before start(): the first hello already asks for the page's sections.
   client.setSections(sections);
+
+  // Time travel: the URL's `at` is the moment shown (pages without it, and no `at`: live).
+  const timeTravel = hit?.route.timeTravel === true;
+  const atRaw = timeTravel ? loc.query.get("at") : null;
+  useEffect(() => {
+    replayCtl.dispatch({ type: "url", at: parseAt(atRaw, Date.now() / 1000), now: Date.now() });
+  }, [atRaw, replayCtl]);
+  // While replaying the pages get the replayed view and the replay clock (state/replay/shown.ts).
+  const shown = shownState(rawLive, replay, wallNow);
+  const live = shown.live;
+  const now = shown.now;
+  const replayText = shown.clockS === null ? null : replayLabel(shown.clockS, wallNow / 1000);
 
   useEffect(() => interceptLinks((path) => resolve(path) !== null), []);
 
@@ -91,10 +123,10 @@ export function App() {
   const view = live.view;
   const overall = view ? normStatus(view.health?.status) : "unknown";
   useEffect(() => {
-    document.title = `${STATUS_ICON[overall]} ${overall} · ${title} · opsdash`;
-  }, [overall, title]);
+    document.title = `${replayText ? `↺ replay ${replayText} · ` : ""}${STATUS_ICON[overall]} ${overall} · ${title} · opsdash`;
+  }, [overall, title, replayText]);
 
-  const needLogin = live.phase === "unauthorized";
+  const needLogin = rawLive.phase === "unauthorized";
   // A wall screen whose token ran out (provider unreachable for a while, machine asleep) gets back by
   // itself while its refresh token is good: try every 5 s, the login form shows meanwhile.
   useEffect(() => {
@@ -139,19 +171,21 @@ export function App() {
       <div
         class={`app${wall ? " wall" : ""}`}
         data-testid="app"
-        data-phase={live.phase}
+        data-phase={rawLive.phase}
         data-seq={live.seq ?? ""}
+        data-replay={replay.phase}
         data-route={hit?.route.path ?? ""}
       >
         <a class="skip" href="#main">Skip to content</a>
-        <Header live={live} now={now} wall={wall} title={title} controls={controls} />
+        <Header live={live} now={now} wallNow={wallNow} replay={replayText === null ? null : replay} wall={wall} title={title} controls={controls} />
+        {timeTravel && <TimeBar ctl={replayCtl} replay={replay} clock={shown.clockS} wall={wall} />}
         {/* firing alerts right under the status line, before the nav: first thing seen on a phone */}
         <AlertBanner />
         {!wall && <Nav path={loc.path} />}
         {live.phase === "forbidden" && (
           <div class="banner bad" role="alert">✖ This identity may not see the operator view (role “operator” required).</div>
         )}
-        {view === null && live.phase !== "unauthorized" && live.phase !== "forbidden" && (
+        {view === null && replay.phase === "off" && live.phase !== "unauthorized" && live.phase !== "forbidden" && (
           <div class="banner" role="status" data-testid="waiting">
             ◌ Waiting for the first view from the gateway… every figure stays “unknown” until it arrives.
           </div>

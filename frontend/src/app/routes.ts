@@ -27,21 +27,27 @@ export interface RouteDef {
   component: ComponentType;
   /** The view sections this page needs; omitted: the default stream. */
   sections?: string[] | ((p: Params) => string[]);
+  /**
+   * Time travel (`?at=`, the time bar): the page shows the view of any recorded moment. Off for the
+   * pages with their own time range (history, logs: there `at` is the event to highlight).
+   */
+  timeTravel?: boolean;
 }
 
 // The graph page brings its layout library (dagre, ~20 kB gzip): loaded when opened.
 const GraphPage = lazyPage(() => import("../features/graph/GraphPage"));
 
 export const routes: RouteDef[] = [
-  { path: "/", title: "System status", nav: "Status", component: Dashboard },
+  { path: "/", title: "System status", nav: "Status", component: Dashboard, timeTravel: true },
   { path: "/history", title: "History", nav: "History", component: HistoryPage },
   { path: "/logs", title: "Logs", nav: "Logs", component: LogsPage },
-  { path: "/graph", title: "Dependency graph", nav: "Graph", component: GraphPage, sections: GRAPH_SECTIONS },
-  { path: "/alerts", title: "Alerts", nav: "Alerts", component: AlertsPage },
+  { path: "/graph", title: "Dependency graph", nav: "Graph", component: GraphPage, sections: GRAPH_SECTIONS, timeTravel: true },
+  { path: "/alerts", title: "Alerts", nav: "Alerts", component: AlertsPage, timeTravel: true },
   {
     path: "/component/:name",
     title: (p) => p.name ?? "Component",
     component: ComponentPage,
     sections: (p) => componentSections(p.name),
+    timeTravel: true,
   },
 ];

@@ -224,3 +224,38 @@ describe("backoffMs", () => {
     expect(backoffMs(0, 0, 4429)).toBeGreaterThanOrEqual(2500);
   });
 });
+
+describe("live reducer: replay frames (issue 19)", () => {
+  const rsnap = (seq: number, state = view(seq)): SnapshotMsg => ({ type: "snapshot", replay: true, seq, state });
+  const rpatch = (seq: number, base: number, p: Record<string, unknown> = {}): PatchMsg => ({
+    ...patch(seq, base, p), replay: true,
+  });
+
+  it("marks a view from a replay snapshot, and a live snapshot clears the mark", () => {
+    const r = run([msg(snap(50)), msg(rsnap(7))], connected());
+    expect(r.state.replay).toBe(true);
+    expect(r.state.seq).toBe(7);
+    const back = run([msg(snap(60))], r.state);
+    expect(back.state.replay).toBe(false);
+    expect(back.state.seq).toBe(60);
+  });
+
+  it("applies replay patches to a replayed view", () => {
+    const r = run([msg(rsnap(7)), msg(rpatch(8, 7, { health: { status: "down" } }))], connected());
+    expect(r.state.view?.health?.status).toBe("down");
+    expect(r.state.seq).toBe(8);
+    expect(r.sent).toEqual([]);
+  });
+
+  it("ignores a frame of the other kind without asking for a resync", () => {
+    // a live patch in flight when the replay began, then a replay patch after going live again
+    const r = run([msg(rsnap(7)), msg(patch(51, 50, { health: { status: "down" } }))], connected());
+    expect(r.state.view?.health?.status).toBe("healthy");
+    expect(r.state.counters.ignored).toBe(1);
+    expect(r.sent).toEqual([]);
+    const live = run([msg(snap(60)), msg(rpatch(8, 7, { health: { status: "down" } }))], r.state);
+    expect(live.state.view?.health?.status).toBe("healthy");
+    expect(live.state.seq).toBe(60);
+    expect(live.sent).toEqual([]);
+  });
+});

@@ -34,6 +34,8 @@ export interface LiveState {
   retryAt: number | null;
   lastClose: { code: number; reason: string } | null;
   lastError: { code: string; message: string } | null;
+  /** The view came from a replay of the past (its snapshot was marked `replay`), not from live. */
+  replay: boolean;
   counters: { snapshots: number; patches: number; gaps: number; ignored: number };
 }
 
@@ -70,6 +72,7 @@ export const initialState: LiveState = {
   retryAt: null,
   lastClose: null,
   lastError: null,
+  replay: false,
   counters: { snapshots: 0, patches: 0, gaps: 0, ignored: 0 },
 };
 
@@ -139,6 +142,7 @@ function onMessage(state: LiveState, msg: ServerMsg, now: number): Step {
           phase: "live",
           view: msg.state,
           seq: msg.seq,
+          replay: msg.replay === true,
           awaitingSnapshot: false,
           resyncSentAt: null,
           receivedAt: now,
@@ -154,6 +158,11 @@ function onMessage(state: LiveState, msg: ServerMsg, now: number): Step {
       if (state.view === null || state.seq === null) {
         // A patch before any snapshot: the server sends one after hello; ask again only if it is late.
         return askResync(state, now, false);
+      }
+      if ((msg.replay === true) !== state.replay) {
+        // A frame of the other kind (a live patch in flight when a replay began, or the other way
+        // round): the snapshot of the new kind follows it on the socket; nothing to apply or ask.
+        return { state: { ...state, counters: { ...state.counters, ignored: state.counters.ignored + 1 } }, send: null };
       }
       if (!isFiniteNumber(msg.seq) || !isFiniteNumber(msg.base)) return askResync(state, now, true);
       if (msg.seq <= state.seq && !state.awaitingSnapshot) {

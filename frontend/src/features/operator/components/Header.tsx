@@ -1,4 +1,5 @@
 import type { LiveState } from "../../../state/live/reducer";
+import type { ReplayState } from "../../../state/replay/reducer";
 import { normStatus, sinceUpdateS, viewStale } from "../../../state/live/selectors";
 import { fmtAge, fmtDuration, fmtRatio } from "../../../utils/format";
 import { rootCauseText, roots } from "../../graph/model";
@@ -31,9 +32,24 @@ export function connectionText(live: LiveState, now: number): { icon: string; te
   }
 }
 
-export function Header({ live, now, wall, title, controls }: {
+/**
+ * While replaying, the connection word says so (never "Live"): "↺ Replay · paused", "↺ Replay · 10×".
+ * A dropped connection still says "Disconnected" (the replay resumes after the reconnect).
+ */
+export function replayConnText(live: LiveState, replay: ReplayState, wallNow: number): { icon: string; text: string; cls: string } {
+  if (live.phase !== "live" && live.phase !== "syncing") return connectionText(live, wallNow);
+  const how = replay.phase === "refused" ? "refused" : replay.phase === "asking" ? "loading" : replay.playing ? `${replay.speed}×` : "paused";
+  return { icon: "↺", text: `Replay · ${how}`, cls: "replay" };
+}
+
+export function Header({ live, now, wallNow, replay, wall, title, controls }: {
   live: LiveState;
+  /** The clock ages count against: the replay clock while replaying. */
   now: number;
+  /** The wall clock (retry countdowns); `now` when omitted. */
+  wallNow?: number;
+  /** The replay, when one runs. */
+  replay?: ReplayState | null;
   wall: boolean;
   /** The page's title: the document's one <h1>. */
   title: string;
@@ -42,7 +58,7 @@ export function Header({ live, now, wall, title, controls }: {
   const view = live.view;
   const stale = viewStale(live, now);
   const overall = view ? normStatus(view.health?.status) : "unknown";
-  const conn = connectionText(live, now);
+  const conn = replay ? replayConnText(live, replay, wallNow ?? now) : connectionText(live, wallNow ?? now);
   const since = sinceUpdateS(live, now);
   const comp = view?.meta?.completeness;
   // the status line names the root causes, not only the worst colour (docs/view.md, section graph)
