@@ -38,6 +38,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
 
 
+@contextlib.contextmanager
+def fresh_database(admin_dsn: str, prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database for one stack's history (its DSN); dropped afterwards."""
+    import asyncio
+    import uuid
+
+    import asyncpg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        c = await asyncpg.connect(admin_dsn)
+        try:
+            await c.execute(sql)
+        finally:
+            await c.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{admin_dsn.rsplit('/', 1)[0]}/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 def _ensure_frontend_built() -> None:
     if (DIST / "index.html").exists():
         return

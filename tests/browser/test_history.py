@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 from history import generate
 from history.schema import migrate
 from history.store import roll_range
-from tests.browser.conftest import CHROMIUM_ARGS, Stack, _ensure_frontend_built, screenshot
+from tests.browser.conftest import CHROMIUM_ARGS, Stack, _ensure_frontend_built, fresh_database, screenshot
 from tests.support.servers import scaled
 
 pytestmark = pytest.mark.browser
@@ -37,30 +36,19 @@ async def _past(dsn: str, now: float) -> None:
 @pytest.fixture(scope="module")
 def hstack(tmp_path_factory: pytest.TempPathFactory, pg_admin_dsn: str) -> Iterator[Stack]:
     _ensure_frontend_built()
-    name = f"opsdash_hist_{uuid.uuid4().hex[:10]}"
-
-    async def admin(sql: str) -> None:
-        c = await asyncpg.connect(pg_admin_dsn)
+    with fresh_database(pg_admin_dsn, "opsdash_hist") as dsn:
+        asyncio.run(_past(dsn, time.time()))
+        s = Stack(tmp_path_factory.mktemp("hstack"))
+        s.env["OPSDASH_HISTORY_URL"] = dsn
         try:
-            await c.execute(sql)
+            s.opsdash("aggregator", "aggregator")
+            s.opsdash("recorder", "recorder")
+            s.start_gateway()
+            s.spawn("fleet", ["-m", "tests.browser.fleet", s.broker.url, "fleet"])
+            s.wait_view()
+            yield s
         finally:
-            await c.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    dsn = f"{pg_admin_dsn.rsplit('/', 1)[0]}/{name}"
-    asyncio.run(_past(dsn, time.time()))
-    s = Stack(tmp_path_factory.mktemp("hstack"))
-    s.env["OPSDASH_HISTORY_URL"] = dsn
-    try:
-        s.opsdash("aggregator", "aggregator")
-        s.opsdash("recorder", "recorder")
-        s.start_gateway()
-        s.spawn("fleet", ["-m", "tests.browser.fleet", s.broker.url, "fleet"])
-        s.wait_view()
-        yield s
-    finally:
-        s.close()
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            s.close()
 
 
 @pytest.fixture(scope="module")

@@ -167,7 +167,7 @@ export function App() {
   const Page = hit?.route.component;
 
   return (
-    <LiveContext.Provider value={{ live, now, client, wall }}>
+    <LiveContext.Provider value={{ live, now, client, wall, replayAt: shown.clockS }}>
       <div
         class={`app${wall ? " wall" : ""}`}
         data-testid="app"

@@ -13,9 +13,11 @@ export interface LiveCtx {
   now: number;
   client: LiveClient | null;
   wall: boolean;
+  /** Time travel: the replay clock (Unix s) while the page shows a past moment, else null. */
+  replayAt: number | null;
 }
 
-export const LiveContext = createContext<LiveCtx>({ live: initialState, now: 0, client: null, wall: false });
+export const LiveContext = createContext<LiveCtx>({ live: initialState, now: 0, client: null, wall: false, replayAt: null });
 
 export function useLive(): LiveCtx {
   return useContext(LiveContext);

@@ -2,7 +2,13 @@ import { RANGES, type RangeKey, type TimeRange } from "./range";
 import { fmtWhen } from "./range";
 
 /** Live 15 min, 1 h, 6 h, 24 h, 7 d; a zoomed range shows its bounds and a way back to live. */
-export function RangePicker({ range, onPick, off }: { range: TimeRange; onPick: (key: RangeKey) => void; off?: string | null }) {
+export function RangePicker({ range, onPick, off, replay = false }: {
+  range: TimeRange;
+  onPick: (key: RangeKey) => void;
+  off?: string | null;
+  /** Time travel: the pushed window is the replay's, so it is not called live. */
+  replay?: boolean;
+}) {
   const current = range.kind === "live" ? "live" : range.key;
   return (
     <div class="range-picker" role="group" aria-label="Time range" data-testid="range-picker">
@@ -17,7 +23,7 @@ export function RangePicker({ range, onPick, off }: { range: TimeRange; onPick: 
           data-testid={`range-${r.key}`}
           onClick={() => onPick(r.key)}
         >
-          {r.label}
+          {replay && r.key === "live" ? "15 min" : r.label}
         </button>
       ))}
       {off && <span class="range-zoom" data-testid="history-off">history is off</span>}

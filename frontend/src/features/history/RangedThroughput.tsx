@@ -1,5 +1,6 @@
 import { useState } from "preact/hooks";
 import type { View } from "../../api/types";
+import { useLive } from "../../app/live";
 import { ThroughputChart } from "../operator/components/ThroughputChart";
 import { HistoryCharts } from "./HistoryCharts";
 import "./history.css";
@@ -12,14 +13,16 @@ export function RangedThroughput({ view, windowS, initial = LIVE }: { view: View
   const status = useHistoryStatus();
   const off = status && !status.enabled ? (status.message ?? "history is off") : null;
   const [range, setRange] = useState<TimeRange>(initial);
-  const pick = (key: RangeKey) => setRange(rangeFor(key, Date.now() / 1000));
+  // while replaying, the past ranges end at the moment shown, not at the wall's now
+  const { replayAt } = useLive();
+  const pick = (key: RangeKey) => setRange(rangeFor(key, replayAt ?? Date.now() / 1000));
   const zoom = (a: number, b: number) => {
     const z = zoomTo(a, b);
     if (z && !off) setRange(z);
   };
   return (
     <div class="ranged">
-      <RangePicker range={off ? LIVE : range} onPick={pick} off={off} />
+      <RangePicker range={off ? LIVE : range} onPick={pick} off={off} replay={replayAt !== null} />
       {range.kind === "live" || off ? (
         <ThroughputChart view={view} windowS={windowS} onZoom={zoom} />
       ) : (

@@ -11,6 +11,7 @@ import { replayLabel } from "../../state/replay/at";
 import { type ReplayState, SPEEDS } from "../../state/replay/reducer";
 import { fetchStates, type HistoryStates } from "../history/api";
 import { fmtWhen, segments } from "../history/range";
+import { useHistoryStatus } from "../history/useHistoryStatus";
 import { barRange, keyStep, pctOf, SPANS, type SpanKey, timeAt } from "./model";
 import "./replay.css";
 
@@ -27,16 +28,17 @@ function statusWord(r: ReplayState, clock: number | null, nowS: number): string 
   }
 }
 
-/** The component state timeline of the range, polled every 30 s (history's `states`). */
-function useStates(from: number, to: number): HistoryStates | null {
+/** The component state timeline of the range, asked again when the range moves (every 30 s). */
+function useStates(from: number, to: number, on: boolean): HistoryStates | null {
   const [data, setData] = useState<HistoryStates | null>(null);
   useEffect(() => {
+    if (!on) return;
     let gone = false;
     fetchStates(from, to).then((d) => !gone && setData(d)).catch(() => undefined);
     return () => {
       gone = true;
     };
-  }, [from, to]);
+  }, [from, to, on]);
   return data;
 }
 
@@ -57,7 +59,8 @@ export function TimeBar({ ctl, replay, clock, wall }: {
     return () => clearInterval(t);
   }, []);
   const range = barRange(span, clock, nowS);
-  const states = useStates(range.from, range.to);
+  const history = useHistoryStatus();
+  const states = useStates(range.from, range.to, history?.enabled === true);
   const track = useRef<HTMLDivElement>(null);
   const [preview, setPreview] = useState<number | null>(null);
   const wallNowS = Date.now() / 1000;
@@ -82,6 +85,8 @@ export function TimeBar({ ctl, replay, clock, wall }: {
     ) : null;
   }
 
+  // without history there is no past to travel to: no bar (a link with at= still says why, refused)
+  if (!replaying && history?.enabled !== true) return null;
   const span_s = range.to - range.from;
   return (
     <section class={`timebar${replaying ? " replaying" : ""}${open || replaying ? " open" : ""}`} aria-label="Time travel" data-testid="timebar">
