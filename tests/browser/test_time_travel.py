@@ -10,11 +10,19 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.browser.conftest import Console, Stack, _ensure_frontend_built, fresh_database, screenshot
+from tests.browser.conftest import (
+    ARTIFACTS,
+    Console,
+    Stack,
+    _ensure_frontend_built,
+    fresh_database,
+    screenshot,
+)
 from tests.support.servers import scaled
 
 pytestmark = pytest.mark.browser
@@ -59,7 +67,10 @@ def _view_at(stack: Stack, at: float) -> dict[str, Any]:
     return body  # type: ignore[no-any-return]
 
 
-def test_a_link_to_a_recorded_moment_shows_it_then_back_to_live(tstack: Stack, browser: Any) -> None:
+@pytest.fixture(scope="module")
+def down_moment(tstack: Stack) -> tuple[float, dict[str, Any]]:
+    """A recorded moment with dispatcher-1 gone, and the view ``view?at=`` gives for it; afterwards
+    the dispatcher is back and healthy."""
     stack = tstack
     stack.stop("dispatcher", signal.SIGKILL)  # kill -9: no goodbye, only the broker's Last Will
     down = stack.wait_view(timeout=15, predicate=lambda h: _status(h, "dispatcher") == "down")
@@ -77,7 +88,7 @@ def test_a_link_to_a_recorded_moment_shows_it_then_back_to_live(tstack: Stack, b
     then_comp = then["health"]["components"]["dispatcher"]
     assert then_comp["status"] == "down"
     then_reason = then_comp["reason"]
-    assert then_reason, then_comp
+    assert then_reason == live_reason, (then_reason, live_reason)
     assert then["meta"]["generated_at"] <= moment
 
     # it recovers; the present is healthy again, and says so in another way than the past did
@@ -87,7 +98,19 @@ def test_a_link_to_a_recorded_moment_shows_it_then_back_to_live(tstack: Stack, b
     except AssertionError as exc:
         raise AssertionError(f"{exc}\ndispatcher log:\n{stack.log('dispatcher')[-2000:]}") from None
 
-    at = datetime.fromtimestamp(round(moment, 3), UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment, then
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(round(t, 3), UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def test_a_link_to_a_recorded_moment_shows_it_then_back_to_live(
+        tstack: Stack, browser: Any, down_moment: tuple[float, dict[str, Any]]) -> None:
+    stack = tstack
+    moment, then = down_moment
+    then_reason = then["health"]["components"]["dispatcher"]["reason"]
+    at = _iso(moment)
     ctx = browser.new_context(viewport={"width": 1366, "height": 900})
     try:
         page = ctx.new_page()
@@ -134,5 +157,63 @@ def test_a_link_to_a_recorded_moment_shows_it_then_back_to_live(tstack: Stack, b
         assert "at" not in query, page.url
         assert "Live" in page.locator('[data-testid="connection"]').inner_text()
         console.check()
+    finally:
+        ctx.close()
+
+
+SIZES = [  # (name, width, height, wall): tests/browser/test_layouts.py's sizes
+    ("phone-360x740", 360, 740, False),
+    ("phone-390x844", 390, 844, False),
+    ("tablet-768x1024", 768, 1024, False),
+    ("laptop-1366x768", 1366, 768, False),
+    ("wall-1920x1080", 1920, 1080, True),
+    ("wall-3840x2160", 3840, 2160, True),
+]
+CHECKS = (Path(__file__).parent / "layout_checks.js").read_text()
+COMPONENTS = ("postgres", "influxdb", "mqtt", "keycloak", "ingest", "evaluator", "dispatcher", "delivery")
+
+
+@pytest.mark.parametrize(("name", "width", "height", "wall"), SIZES, ids=[s[0] for s in SIZES])
+def test_replay_layout(tstack: Stack, browser: Any, down_moment: tuple[float, dict[str, Any]],
+                       name: str, width: int, height: int, wall: bool) -> None:
+    """The replayed wall at every size: the banner (and on screens with controls the bar) fits, no
+    horizontal overflow, no overlapping text, names whole; the wall still fits one screen. On a
+    phone the bar folds behind "Time travel" while live."""
+    moment, _then = down_moment
+    ctx = browser.new_context(viewport={"width": width, "height": height})
+    try:
+        page = ctx.new_page()
+        page.goto(f"{tstack.base}/?at={_iso(moment)}{'&wall=1' if wall else ''}")
+        page.wait_for_function(
+            "() => document.querySelector('[data-testid=\"comp-dispatcher\"]')?.dataset.status === 'down'",
+            timeout=scaled(15) * 1000)
+        page.wait_for_selector('[data-testid="replay-banner"]', timeout=scaled(5) * 1000)
+        page.evaluate("document.fonts.ready")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"time-travel-{name}.png"), full_page=not wall)
+        r = page.evaluate(CHECKS, list(COMPONENTS))
+        assert r["scrollWidth"] <= width, f"{name}: the page is {r['scrollWidth']} px wide: {r['wide']}"
+        assert not r["wide"], f"{name}: elements past the right edge: {r['wide']}"
+        assert not r["clipped"], f"{name}: component names cut: {r['clipped']}"
+        assert not r["overlaps"], f"{name}: overlapping text: {r['overlaps']}"
+        banner = page.locator('[data-testid="replay-banner"]').bounding_box()
+        assert banner is not None and banner["x"] >= 0 and banner["x"] + banner["width"] <= width
+        if wall:
+            assert r["scrollHeight"] <= height, f"{name}: wall mode scrolls ({r['scrollHeight']} px > {height})"
+            assert not r["cut"], f"{name}: text cut across: {r['cut']}"
+            assert page.locator('[data-testid="back-to-live"]').count() == 0  # no controls on a wall
+        else:
+            assert page.locator('[data-testid="timebar-track"]').is_visible()
+            live = page.locator('[data-testid="back-to-live"]').bounding_box()
+            assert live is not None and live["x"] + live["width"] <= width
+            if width <= 600:
+                assert live["height"] >= 44, f"{name}: back to live is {live['height']} px tall"
+                page.locator('[data-testid="back-to-live"]').click()
+                page.wait_for_selector('[data-testid="replay-banner"]', state="detached",
+                                       timeout=scaled(10) * 1000)
+                # live on a phone: the bar folds behind its button, which opens it
+                assert not page.locator('[data-testid="timebar-track"]').is_visible()
+                page.get_by_role("button", name="↺ Time travel").click()
+                assert page.locator('[data-testid="timebar-track"]').is_visible()
     finally:
         ctx.close()
