@@ -217,3 +217,31 @@ def test_replay_layout(tstack: Stack, browser: Any, down_moment: tuple[float, di
                 assert page.locator('[data-testid="timebar-track"]').is_visible()
     finally:
         ctx.close()
+
+
+@pytest.mark.parametrize(("width", "height", "scheme"), [(390, 844, "light"), (1366, 768, "dark"),
+                                                         (1366, 768, "light")])
+def test_axe_on_the_replayed_page(tstack: Stack, browser: Any, down_moment: tuple[float, dict[str, Any]],
+                                  width: int, height: int, scheme: str) -> None:
+    """The time bar and the replay banner pass axe-core like every page (test_a11y.py's rules),
+    replaying and live (the bar with its state timeline)."""
+    from tests.browser.test_a11y import ACCEPTED_MODERATE, audit
+
+    moment, _then = down_moment
+    ctx = browser.new_context(viewport={"width": width, "height": height}, color_scheme=scheme)
+    try:
+        page = ctx.new_page()
+        problems: list[str] = []
+        for query in (f"?at={_iso(moment)}", ""):
+            page.goto(f"{tstack.base}/{query}")
+            page.wait_for_selector('[data-testid="timebar"]', timeout=scaled(15) * 1000)
+            page.wait_for_function("() => document.querySelectorAll('[data-testid^=\"comp-\"]').length > 0",
+                                   timeout=scaled(15) * 1000)
+            page.wait_for_selector('.tb-track .tl-seg', state="attached", timeout=scaled(10) * 1000)
+            for v in audit(page):
+                if v["impact"] in ("serious", "critical") or (
+                        v["impact"] == "moderate" and v["id"] not in ACCEPTED_MODERATE):
+                    problems.append(f"/{query} [{v['impact']}] {v['id']}: {v['help']} {v['nodes']}")
+        assert not problems, f"{width}x{height} {scheme}:\n" + "\n".join(problems)
+    finally:
+        ctx.close()
