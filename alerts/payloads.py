@@ -10,6 +10,7 @@ works unchanged: ``version`` "4", ``groupKey``, ``truncatedAlerts``, ``status``,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -27,9 +28,18 @@ def rfc3339(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def generator_url(external_url: str, fp: str) -> str:
-    """The dashboard's alerts page, opened on this alert."""
-    return f"{external_url.rstrip('/')}/alerts?fingerprint={quote(fp)}"
+def generator_url(external_url: str, fp: str, at: float | None = None) -> str:
+    """The dashboard's alerts page, opened on this alert, as the wall stood at ``at`` (the moment it
+    fired; time travel, docs/frontend.md) when given:
+    ``http://dash:8787/alerts?fingerprint=f1&at=2025-11-27T09:40:30.000Z``.
+
+    ``at`` is rounded up to the millisecond: the view of the tick that fired the alert has
+    ``meta.generated_at`` = that tick's time to the millisecond, and ``view?at=`` shows the last tick
+    at or before ``at``, so a truncated time could open the tick before (the alert still pending)."""
+    url = f"{external_url.rstrip('/')}/alerts?fingerprint={quote(fp)}"
+    if at is None or not math.isfinite(at):
+        return url
+    return f"{url}&at={quote(rfc3339(math.ceil(at * 1000) / 1000), safe=':')}"
 
 
 def _labels(a: Mapping[str, Any]) -> dict[str, str]:
@@ -52,7 +62,7 @@ def webhook_alert(a: Mapping[str, Any], external_url: str) -> dict[str, Any]:
         "status": status, "labels": _labels(a), "annotations": _annotations(a),
         "startsAt": rfc3339(_starts(a)),
         "endsAt": rfc3339(a.get("ends_at") if status == "resolved" else None),
-        "generatorURL": generator_url(external_url, str(a["fingerprint"])),
+        "generatorURL": generator_url(external_url, str(a["fingerprint"]), _starts(a)),
         "fingerprint": str(a["fingerprint"]),
     }
 
@@ -93,5 +103,5 @@ def alertmanager_alert(a: Mapping[str, Any], now: float, resend_s: float,
     return {
         "labels": _labels(a), "annotations": _annotations(a),
         "startsAt": rfc3339(_starts(a)), "endsAt": rfc3339(ends if ends is not None else now),
-        "generatorURL": generator_url(external_url, str(a["fingerprint"])),
+        "generatorURL": generator_url(external_url, str(a["fingerprint"]), _starts(a)),
     }

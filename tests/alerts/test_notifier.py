@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from alerts.bus import alert_topics, changes_out
 from alerts.engine import Engine, compile_rules
 from alerts.notifier import Ledger, Notifier, Receiver
-from alerts.payloads import GO_ZERO_TIME, webhook_message
+from alerts.payloads import GO_ZERO_TIME, alertmanager_alert, generator_url, webhook_message
 from alerts.receiver import WebhookReceiver
 from opsdash.config import Config, load_config
 from tests.alerts.support import Alertmanager
@@ -141,7 +142,20 @@ def test_webhook_payload_shape() -> None:
     [a] = msg["alerts"]
     assert set(a) == {"status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint"}
     assert a["startsAt"] == "2025-11-27T09:40:30.000Z" and a["endsAt"] == GO_ZERO_TIME
-    assert a["generatorURL"] == "http://dash:8787/alerts?fingerprint=f1"
+    # the alerts page on this alert, the whole dashboard as it was when it fired (time travel)
+    assert a["generatorURL"] == "http://dash:8787/alerts?fingerprint=f1&at=2025-11-27T09:40:30.000Z"
+    assert alertmanager_alert(alert(), T0 + 60, 60.0, "http://dash:8787")["generatorURL"] == a["generatorURL"]
+
+
+def test_generator_url_opens_the_moment_it_fired() -> None:
+    # rounded up to the millisecond: the firing tick's view has generated_at to the millisecond, and
+    # view?at= shows the last tick at or before the time (a truncated one would be the tick before)
+    assert generator_url("http://dash:8787/", "f/1", 1764236430.0004) == (
+        "http://dash:8787/alerts?fingerprint=f/1&at=2025-11-27T09:40:30.001Z")
+    assert generator_url("http://dash:8787", "f1", 1764236430.25) == (
+        "http://dash:8787/alerts?fingerprint=f1&at=2025-11-27T09:40:30.250Z")
+    assert generator_url("http://dash:8787", "f1") == "http://dash:8787/alerts?fingerprint=f1"
+    assert generator_url("http://dash:8787", "f1", math.nan) == "http://dash:8787/alerts?fingerprint=f1"
 
 
 # -- end to end ------------------------------------------------------------------------------------

@@ -148,6 +148,19 @@ def test_a_link_to_a_recorded_moment_shows_it_then_back_to_live(
         assert card.get_attribute("data-status") == "down"
         screenshot(page, "time-travel-1366x900")
 
+        # another page keeps the moment: the component's page shows the dispatcher as it was then
+        page.locator('[data-testid="comp-dispatcher"] a').first.click()
+        page.wait_for_url("**/component/dispatcher?at=*", timeout=scaled(5) * 1000)
+        query = urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)
+        assert abs(datetime.fromisoformat(query["at"][0].replace("Z", "+00:00")).timestamp() - moment) < 0.002
+        banner.wait_for(timeout=scaled(5) * 1000)
+        page.wait_for_function("() => document.body.innerText.includes('dispatcher-1: lost')",
+                               timeout=scaled(15) * 1000)
+        page.go_back()
+        page.wait_for_function(
+            "() => document.querySelector('[data-testid=\"comp-dispatcher\"]')?.dataset.status === 'down'",
+            timeout=scaled(15) * 1000)
+
         page.locator('[data-testid="back-to-live"]').click()
         page.wait_for_function(
             "() => document.querySelector('[data-testid=\"comp-dispatcher\"]')?.dataset.status === 'healthy'",

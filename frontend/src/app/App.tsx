@@ -15,7 +15,7 @@ import { STATUS_ICON } from "../features/operator/components/StatusBadge";
 import { useLiveState, useNow } from "../features/operator/hooks";
 import { normStatus } from "../state/live/selectors";
 import { parseAt, replayLabel, withAt } from "../state/replay/at";
-import type { ReplayState } from "../state/replay/reducer";
+import { clockS, type ReplayState } from "../state/replay/reducer";
 import { shownState } from "../state/replay/shown";
 import { TimeBar } from "../features/replay/TimeBar";
 import { LiveContext } from "./live";
@@ -96,13 +96,19 @@ export function App() {
   useEffect(() => {
     replayCtl.dispatch({ type: "url", at: parseAt(atRaw, Date.now() / 1000), now: Date.now() });
   }, [atRaw, replayCtl]);
+  // A link to another page keeps the moment while replaying (unless it names its own).
+  useEffect(() => interceptLinks((path) => resolve(path) !== null, document, (url) => {
+    const clock = clockS(replayCtl.getState(), Date.now());
+    const target = resolve(url.pathname);
+    const keep = clock !== null && target?.route.timeTravel === true && !url.searchParams.has("at");
+    return `${url.pathname}${keep ? withAt(url.searchParams, clock) : url.search}${url.hash}`;
+  }), [replayCtl]);
   // While replaying the pages get the replayed view and the replay clock (state/replay/shown.ts).
   const shown = shownState(rawLive, replay, wallNow);
   const live = shown.live;
   const now = shown.now;
   const replayText = shown.clockS === null ? null : replayLabel(shown.clockS, wallNow / 1000);
 
-  useEffect(() => interceptLinks((path) => resolve(path) !== null), []);
 
   useEffect(() => {
     let cancelled = false;

@@ -59,4 +59,11 @@ describe("navigation", () => {
     document.getElementById("ours")!.dispatchEvent(newTab);
     expect(newTab.defaultPrevented).toBe(false);
   });
+  it("navigates where rewrite says (time travel keeps the moment across pages)", () => {
+    off = interceptLinks((p) => resolve(p) !== null, document, (url) => `${url.pathname}?at=2026-11-30T08:00:00Z`);
+    document.body.innerHTML = '<a id="ours" href="/alerts">a</a>';
+    document.getElementById("ours")!.dispatchEvent(new MouseEvent("click", { bubbles: true, cancelable: true, button: 0 }));
+    expect(window.location.pathname).toBe("/alerts");
+    expect(new URLSearchParams(window.location.search).get("at")).toBe("2026-11-30T08:00:00Z");
+  });
 });

@@ -77,7 +77,12 @@ export function useLocation(): Loc {
  * says the path is ours; modified clicks (new tab), other origins, downloads and targets are left
  * to the browser. Returns the function that removes the listener.
  */
-export function interceptLinks(isRoute: (path: string) => boolean, root: Document = document): () => void {
+export function interceptLinks(
+  isRoute: (path: string) => boolean,
+  root: Document = document,
+  /** What to navigate to instead (time travel keeps the moment shown across pages); default the link. */
+  rewrite: (url: URL) => string = (url) => url.pathname + url.search + url.hash,
+): () => void {
   const on = (ev: MouseEvent) => {
     if (ev.defaultPrevented || ev.button !== 0 || ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.altKey) return;
     const a = (ev.target as Element | null)?.closest?.("a[href]");
@@ -85,7 +90,7 @@ export function interceptLinks(isRoute: (path: string) => boolean, root: Documen
     const url = new URL(a.href, window.location.href);
     if (url.origin !== window.location.origin || !isRoute(url.pathname)) return;
     ev.preventDefault();
-    navigate(url.pathname + url.search + url.hash);
+    navigate(rewrite(url));
   };
   root.addEventListener("click", on);
   return () => root.removeEventListener("click", on);

@@ -78,8 +78,9 @@ function AlertTable({ title, alerts, now, actions, empty, testId, write, busy }:
   );
 }
 
-function Silences({ silences, now, write, busy }: {
+function Silences({ silences, now, write, busy, actions }: {
   silences: Silence[]; now: number; write: (label: string, fn: () => Promise<unknown>) => void; busy: string | null;
+  actions: boolean;
 }) {
   if (silences.length === 0) return null;
   return (
@@ -91,7 +92,7 @@ function Silences({ silences, now, write, busy }: {
             <code>{Object.entries(s.matchers).map(([k, v]) => `${k}="${v}"`).join(", ")}</code>
             {" "}until {fmtClock(s.ends_at)} ({fmtDuration(s.ends_at - now)} left) by {s.created_by || "?"}
             {s.comment && <> · {s.comment}</>}{" "}
-            <button class="btn" type="button" disabled={busy !== null} onClick={() => write("End silence", () => expireSilence(s.id))}>End now</button>
+            {actions && <button class="btn" type="button" disabled={busy !== null} onClick={() => write("End silence", () => expireSilence(s.id))}>End now</button>}
           </li>
         ))}
       </ul>
@@ -101,7 +102,9 @@ function Silences({ silences, now, write, busy }: {
 
 /** The alerts page (route /alerts): firing, pending, resolved in the last 24 h, silences; ack and silence. */
 export function AlertsPage() {
-  const { live, now } = useLive();
+  const { live, now, replayAt } = useLive();
+  // a replayed moment (time travel) is read-only: ack and silence act on the present
+  const actions = replayAt === null;
   const [msg, write, busy] = useWrite();
   const nowS = now / 1000;
   const s = section(live.view);
@@ -112,12 +115,13 @@ export function AlertsPage() {
       {subjectFilter && <p class="muted">Only alerts on <strong>{subjectFilter}</strong> · <a href="/alerts">show all</a></p>}
       {msg && <div class="banner" role="status" data-testid="alerts-msg">{msg}</div>}
       {live.view === null && <p class="muted">No view yet: alerts are unknown.</p>}
-      <AlertTable title="Firing" alerts={sortAlerts(s.firing).filter(keep)} now={nowS} actions empty="Nothing is firing."
+      {!actions && <p class="muted" data-testid="alerts-replay-note">The alerts as they stood at the replayed moment; ack and silence are for the present (back to live).</p>}
+      <AlertTable title="Firing" alerts={sortAlerts(s.firing).filter(keep)} now={nowS} actions={actions} empty="Nothing is firing."
                   testId="alerts-firing" write={write} busy={busy} />
-      <AlertTable title="Pending" alerts={sortAlerts(s.pending).filter(keep)} now={nowS} actions
+      <AlertTable title="Pending" alerts={sortAlerts(s.pending).filter(keep)} now={nowS} actions={actions}
                   empty="Nothing is pending (a condition true but not yet for its for_s)." testId="alerts-pending"
                   write={write} busy={busy} />
-      <Silences silences={s.silences} now={nowS} write={write} busy={busy} />
+      <Silences silences={s.silences} now={nowS} write={write} busy={busy} actions={actions} />
       <AlertTable title="Resolved in the last 24 h" alerts={s.recent.filter((a) => (a.ends_at ?? 0) >= nowS - 86400).filter(keep)}
                   now={nowS} actions={false} empty="Nothing resolved in the last 24 h." testId="alerts-recent"
                   write={write} busy={busy} />
