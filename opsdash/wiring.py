@@ -42,8 +42,8 @@ def build_aggregator(config: Config, clock: Callable[[], float] = time.time) -> 
     service = AggregatorService(acfg, config.mqtt, clock, alerts=alerts,
                                 history_url=config.history.url if config.history.enabled else None)
     known = [*acfg.expected_services, *acfg.expected_probes]
-    service.fold.view.add("graph", GraphSection(config.graph, known), after="health")
-    service.fold.view.add("alerts", alerts)
+    service.add_section("graph", GraphSection(config.graph, known), after="health")
+    service.add_section("alerts", alerts)
     return service
 
 

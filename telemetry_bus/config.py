@@ -113,6 +113,9 @@ class Thresholds(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 class AggregatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     id: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")] = "agg-1"
+    #: ``k/n``: this process folds the services whose name hashes to k of n (probes on shard 0); the
+    #: lowest live shard publishes the merged view (telemetry_bus/shards.py). ``0/1``: one aggregator.
+    shard: str = "0/1"
     expected_services: list[str] = msgspec.field(default_factory=lambda: list(SEED_SERVICES))
     #: Probe targets whose state belongs in the health grid (the seed's four).
     expected_probes: list[str] = msgspec.field(
@@ -149,6 +152,9 @@ class AggregatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     write_latency: str = "ingest.influx_write_ms"
 
     def __post_init__(self) -> None:
+        from telemetry_bus.shards import parse_shard
+
+        parse_shard(self.shard)  # ValueError: "shard must be k/n (e.g. 0/2), got '3'"
         if self.window_s > self.history_s:
             raise ValueError(f"window_s must not exceed history_s, got {self.window_s!r}")
         for name in ("ingest_rate", "write_rate", "alert_rate", "rules_rate", "routed_rate",

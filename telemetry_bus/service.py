@@ -20,12 +20,24 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import aiomqtt
+import msgspec
 
 from telemetry_bus.aio import cancel_and_wait
 from telemetry_bus.config import AggregatorConfig, MqttConfig
-from telemetry_bus.contract import ViewPatch, ViewSnapshot, encode, topics
+from telemetry_bus.contract import ViewPatch, ViewSnapshot, decode_patch, decode_snapshot, encode, topics
 from telemetry_bus.fold import Fold, TickOutput
 from telemetry_bus.reconnect import Backoff, Brokers, reconnect_forever
+from telemetry_bus.shards import (
+    MergedTick,
+    ShardMerger,
+    ShardSection,
+    ShardStatus,
+    parse_shard,
+    shard_config,
+    shard_of,
+    shard_topics,
+)
+from telemetry_bus.view import SectionBuilder
 
 if TYPE_CHECKING:
     from alerts.bus import AlertsSection
@@ -53,10 +65,26 @@ class AggregatorService:
         self.clock = clock
         #: the brokers of mqtt.url in turn (failover to the next node of a cluster)
         self.brokers = Brokers(mqtt.endpoints())
-        self.fold = Fold(self.acfg, self.root, clock())
+        #: aggregator shards (telemetry_bus/shards.py): this one folds the services hashing to shard/shards
+        self.shard, self.shards = parse_shard(acfg.shard)
+        self.fold = Fold(shard_config(acfg, self.shard, self.shards), self.root, clock())
+        self.merger: ShardMerger | None = None
+        self.leading = self.shards == 1
+        self._svc_prefix = f"{self.root}/v1/svc/"
+        self._shard_prefix = f"{self.root}/v1/shard/"
+        #: services of this shard subscribed one by one (found by their retained status)
+        self._subscribed: set[str] = set()
+        self._owner_cache: dict[str, bool] = {}
+        self._shard_seconds: dict[int, list[dict[str, Any]]] = {}
+        self._own_seconds: dict[int, dict[str, Any]] = {}
+        self._partial_snapshot_at = -math.inf
+        if self.shards > 1:
+            self.fold.view.add("shard", ShardSection(self.shard, self.shards))
+            self.merger = ShardMerger(self.shard, self.shards, acfg)
         #: alerts (design.md section 9): the section's bus side; the wiring adds it to fold.view
         self.alerts = alerts
-        self.last: TickOutput | None = None
+        #: the last view published (with shards: the merged view, on the leading shard)
+        self.last: TickOutput | MergedTick | None = None
         self.connected = asyncio.Event()
         self.published_patches = 0
         self.published_snapshots = 0
@@ -77,11 +105,28 @@ class AggregatorService:
         self._second_tasks: set[asyncio.Task[None]] = set()
         self.seconds_dropped = 0  # records not sent because the broker stopped acknowledging
 
+    def add_section(self, name: str, builder: SectionBuilder, *, after: str | None = None) -> None:
+        """A view section of another part (``graph``, ``alerts``): on the fold's view, or with shards on
+        the merged view (built by the leading shard)."""
+        if self.merger is not None:
+            self.merger.post.add(name, builder)
+        else:
+            self.fold.view.add(name, builder, after=after)
+
+    def _mine(self, service: str) -> bool:
+        return shard_of(service, self.shards) == self.shard
+
+    def _status(self, state: str, reason: str | None = None) -> ShardStatus:
+        return ShardStatus(state=state, shard=self.acfg.shard,  # type: ignore[arg-type]
+                           aggregator=self.acfg.id, ts=self.clock(), reason=reason)
+
     def _on_message(self, message: aiomqtt.Message) -> None:
         payload = message.payload
         if not isinstance(payload, bytes):
             payload = str(payload).encode() if payload is not None else b""
         now = self.clock()
+        if self.merger is not None and not self._sharded_message(message.topic.value, payload, now):
+            return
         if self.alerts is not None and self.alerts.handles(message.topic.value):
             self.alerts.feed(message.topic.value, payload, now)
             return
@@ -95,10 +140,65 @@ class AggregatorService:
             self.fold.quarantine(message.topic.value, "internal error while folding (see the log)",
                                  self.clock())
 
+    def _sharded_message(self, topic: str, payload: bytes, now: float) -> bool:
+        """With shards: take a shard's message, drop other shards' services; True = fold it."""
+        assert self.merger is not None
+        if topic.startswith(self._shard_prefix):
+            where = shard_topics.parse(self.root, topic)
+            if where is None or not payload:
+                return False
+            k, kind = where
+            try:
+                match kind:
+                    case "status":
+                        self.merger.on_status(k, msgspec.json.decode(payload, type=ShardStatus), now)
+                    case "snapshot":
+                        self.merger.on_snapshot(k, decode_snapshot(payload), now)
+                    case "patch":
+                        self.merger.on_patch(k, decode_patch(payload), now)
+                    case "second":
+                        if self.leading:
+                            rec = msgspec.json.decode(payload)
+                            self._shard_seconds.setdefault(int(rec["ts"]), []).append(rec)
+            except Exception as exc:  # a bad shard message must not stop this one
+                log.warning("aggregator: bad message on %s (%s: %s)", topic, type(exc).__name__, exc)
+                return False
+            if kind == "patch" and self.leading and self._news_at is None:
+                self._news_at = now  # the merged view follows the other shards' ticks at once
+                self._news.set()
+            return False
+        if topic.startswith(self._svc_prefix):
+            name = topic[len(self._svc_prefix):].split("/", 1)[0]
+            mine = self._owner_cache.get(name)
+            if mine is None:
+                if len(self._owner_cache) > 65536:
+                    self._owner_cache.clear()
+                mine = self._owner_cache[name] = self._mine(name)
+            if not mine:
+                return False
+            if name not in self._subscribed and self._client is not None:
+                self._subscribed.add(name)
+                task = asyncio.create_task(self._subscribe_service(self._client, name))
+                self._second_tasks.add(task)
+                task.add_done_callback(self._second_tasks.discard)
+        return True
+
+    async def _subscribe_service(self, client: aiomqtt.Client, name: str) -> None:
+        try:
+            await client.subscribe(f"{self._svc_prefix}{name}/#", qos=1)
+            log.info("aggregator shard %s: folding service %s", self.acfg.shard, name)
+        except aiomqtt.MqttError as exc:
+            self._subscribed.discard(name)  # tried again with its next status message
+            log.warning("aggregator: could not subscribe to service %s (%s)", name, exc)
+
     def _new_client(self) -> aiomqtt.Client:
         ep = self.brokers.current
+        will = None
+        if self.merger is not None:
+            will = aiomqtt.Will(shard_topics.status(self.root, self.shard),
+                                msgspec.json.encode(self._status("offline", "lost")), qos=1, retain=True)
         return aiomqtt.Client(
-            ep.host, ep.port, username=ep.username, password=ep.password,
+            ep.host, ep.port, username=ep.username, password=ep.password, will=will,
             queue_type=_folding_queue(self._on_message),
             identifier=f"opsdash-aggregator-{self.acfg.id}", clean_session=False,
             keepalive=self.mqtt.keepalive_s, timeout=10,
@@ -164,8 +264,22 @@ class AggregatorService:
 
         async def session() -> None:
             async with self._new_client() as client:
-                await client.subscribe(f"{self.root}/v1/svc/#", qos=1)
-                await client.subscribe(f"{self.root}/v1/probe/#", qos=1)
+                if self.merger is None:
+                    await client.subscribe(f"{self.root}/v1/svc/#", qos=1)
+                    await client.subscribe(f"{self.root}/v1/probe/#", qos=1)
+                else:
+                    # each shard receives only its services: found by their retained status, then
+                    # subscribed one by one (receiving all and dropping most would not spread the work)
+                    self._client = client
+                    await client.subscribe(f"{self._shard_prefix}+/+", qos=1)
+                    await client.publish(shard_topics.status(self.root, self.shard),
+                                         msgspec.json.encode(self._status("online")), qos=1, retain=True)
+                    for name in sorted(self._subscribed | set(self.fold.cfg.expected_services)):
+                        self._subscribed.add(name)
+                        await client.subscribe(f"{self._svc_prefix}{name}/#", qos=1)
+                    await client.subscribe(f"{self._svc_prefix}+/+/status", qos=1)
+                    if self.shard == 0:
+                        await client.subscribe(f"{self.root}/v1/probe/#", qos=1)
                 if self.alerts is not None:
                     for t in self.alerts.subscriptions():
                         await client.subscribe(t, qos=1)
@@ -219,14 +333,96 @@ class AggregatorService:
             self._news_at = None
             started = time.perf_counter()
             out = self.fold.tick(self.clock(), full=full)
-            self.last = out
-            await self._publish(out)
-            if self.history:
-                await self._publish_second(out, full)
+            if self.merger is None:
+                self.last = out
+                await self._publish(out)
+                if self.history:
+                    await self._publish_second(out, full)
+            else:
+                await self._sharded_tick(out, full)
             work = time.perf_counter() - started
             last_tick = self.clock()
             if self.reporter is not None:
                 self._report(self.reporter, work * 1000)
+
+    async def _sharded_tick(self, out: TickOutput, full: bool) -> None:
+        """Publish this shard's partial view; the leading shard also merges and publishes the view."""
+        assert self.merger is not None
+        client = self._client
+        if client is not None:
+            try:
+                if out.base > 0:
+                    patch = ViewPatch(seq=out.seq, base=out.base, ts=out.ts, patch=out.patch,
+                                      append=out.append, errors=out.errors)
+                    await client.publish(shard_topics.patch(self.root, self.shard), encode(patch), qos=1)
+                if out.ts - self._partial_snapshot_at >= self.acfg.snapshot_every_s or out.base == 0:
+                    await client.publish(shard_topics.snapshot(self.root, self.shard),
+                                         encode(ViewSnapshot(seq=out.seq, ts=out.ts, state=out.view)),
+                                         qos=1, retain=True)
+                    self._partial_snapshot_at = out.ts
+            except aiomqtt.MqttError as exc:
+                log.warning("aggregator: could not publish this shard's view (%s)", exc)
+                self._partial_snapshot_at = -math.inf
+        self.merger.own(out.view, out.seq, self._status("online"), out.ts)
+        leading = self.merger.leader() == self.shard
+        if leading != self.leading:
+            log.info("aggregator shard %s: %s", self.acfg.shard,
+                     "now merges and publishes the view" if leading else "another shard publishes the view")
+            self.leading = leading
+            self._need_snapshot = True
+        if leading:
+            merged = self.merger.tick(out.ts, full)
+            if merged.resync:
+                self._need_snapshot = True
+            self.last = merged
+            await self._publish(merged)
+            self._feed_pending.extend(merged.errors)
+        if self.history:
+            await self._shard_second(out, full)
+
+    async def _shard_second(self, out: TickOutput, full: bool) -> None:
+        """History with shards: every shard sends its seconds on its shard topic; the leading shard
+        puts each second's records together (a second late, so the others' have arrived) and
+        publishes the one record of that second."""
+        from history.second import record_second, second_record, topic
+
+        sec = record_second(out.ts)
+        if not full or sec <= self._second_sent or self._client is None:
+            return
+        self._second_sent = sec
+        view = self.last.view if self.leading and self.last is not None else out.view
+        rec = second_record(self.fold, view, out.ts, [], sec)
+        if rec is None:
+            return
+        if not self.leading:
+            self._send(shard_topics.base(self.root, self.shard) + "/second", [encode(rec)])
+            return
+        self._own_seconds[sec] = rec
+        payloads: list[bytes] = []
+        for s in sorted(self._own_seconds):
+            if s >= sec:
+                break
+            mine = self._own_seconds.pop(s)
+            for other in self._shard_seconds.pop(s, []):
+                mine["values"] = {**other.get("values", {}), **mine["values"]}
+                mine["hists"] = {**other.get("hists", {}), **mine["hists"]}
+            mine["feed"], self._feed_pending = self._feed_pending[-500:], []
+            payloads.append(encode(mine))
+        for s in [s for s in self._shard_seconds if s < sec - 30]:
+            del self._shard_seconds[s]
+        if payloads:
+            self._send(topic(self.root), payloads)
+
+    def _send(self, to: str, payloads: list[bytes]) -> None:
+        client = self._client
+        if client is None:
+            return
+        if len(self._second_tasks) >= 100:  # the broker does not acknowledge: never queue without bound
+            self.seconds_dropped += len(payloads)
+            return
+        task = asyncio.create_task(self._send_seconds(client, to, payloads))
+        self._second_tasks.add(task)
+        task.add_done_callback(self._second_tasks.discard)
 
     def _report(self, rep: Reporter, tick_ms: float) -> None:
         fold = self.fold
@@ -283,12 +479,14 @@ class AggregatorService:
                 log.warning("aggregator: could not publish the history second (%s)", exc)
                 return
 
-    async def _publish(self, out: TickOutput) -> None:
+    async def _publish(self, out: TickOutput | MergedTick) -> None:
         client = self._client
         if client is None:
             return
         try:
-            if out.base > 0:  # every tick has its patch; a snapshot is an extra resync point
+            # every tick has its patch; a snapshot is an extra resync point (a shard that just took
+            # over the view sends its snapshot alone: its seq may collide with the previous leader's)
+            if out.base > 0 and (self.merger is None or not self._need_snapshot):
                 patch = ViewPatch(seq=out.seq, base=out.base, ts=out.ts, patch=out.patch, append=out.append,
                                   errors=out.errors)
                 await client.publish(topics.patch(self.root), encode(patch), qos=0)

@@ -49,6 +49,17 @@ class Completeness(_S):
     missing_intervals: Count | None = None
 
 
+class ShardInfo(_S):
+    """One aggregator shard, in a view merged from shards (telemetry_bus/shards.py)."""
+
+    shard: str | None = None
+    aggregator: str | None = None
+    status: Literal["online", "offline", "unknown"] | None = None
+    reason: str | None = None
+    seq: Count | None = None
+    generated_at: Seconds | None = None
+
+
 class Meta(_S):
     seq: Count | None = None
     generated_at: Seconds | None = None
@@ -63,6 +74,8 @@ class Meta(_S):
     duplicates: Count | None = None
     quarantined: Count | None = None
     quarantine_reasons: dict[str, Count] | None = None
+    #: only with aggregator shards: each shard by its index
+    shards: dict[str, ShardInfo] | None = None
 
 
 # -- health ------------------------------------------------------------------------------------------
