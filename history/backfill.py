@@ -46,7 +46,8 @@ def points_from_rows(now: float, length: int, window_s: int, rates: dict[str, di
     # rate points: [t, count of [t-1, t)] for t up to the one the first live tick will make
     first_t = end - length + 1
     for name, by_sec in rates.items():
-        out[name] = [[float(t), by_sec.get(t - 1)] for t in range(first_t, end - 1)]
+        # rounded as the live fold rounds them (view.py rnd): a backfilled point reads like a live one
+        out[name] = [[float(t), _rnd(by_sec.get(t - 1))] for t in range(first_t, end - 1)]
     if not hists:
         for q, _ in QS:
             out[q] = [[float(t), None] for t in range(first_t, end)]
