@@ -75,8 +75,9 @@ class ViewWatch:
 
 
 def start_aggregator(port: int, k: int, n: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "OPSDASH_MQTT_URL": f"mqtt://127.0.0.1:{port}", "OPSDASH_AGGREGATOR__ID": f"bench-{k}",
-           "OPSDASH_AGGREGATOR__SHARD": f"{k}/{n}", "OPSDASH_AGGREGATOR__MAX_SERVICES": "256"}
+    env = {**os.environ, "OPSDASH_MQTT_URL": f"mqtt://127.0.0.1:{port}",
+           "OPSDASH_AGGREGATOR__ID": f"bench-{k}", "OPSDASH_AGGREGATOR__SHARD": f"{k}/{n}",
+           "OPSDASH_AGGREGATOR__MAX_SERVICES": "256"}
     env.pop("OPSDASH_HISTORY_URL", None)
     return subprocess.Popen([sys.executable, "-m", "opsdash.cli", "--log-level", "WARNING", "aggregator"],
                             env=env, start_new_session=True, cwd=ROOT)
@@ -104,9 +105,10 @@ async def run(a: argparse.Namespace, shards: int, workdir: Path) -> dict[str, An
         per = a.instances // a.procs
         for i in range(a.procs):
             pubs.append(subprocess.Popen(
-                [sys.executable, str(ROOT / "bench" / "bench_e2e.py"), "publisher", "--port", str(broker.port),
-                 "--first", str(i * per), "--count", str(per), "--series", str(a.series),
-                 "--services", str(a.services)], stdout=subprocess.DEVNULL, cwd=ROOT))
+                [sys.executable, str(ROOT / "bench" / "bench_e2e.py"), "publisher",
+                 "--port", str(broker.port), "--first", str(i * per), "--count", str(per),
+                 "--series", str(a.series), "--services", str(a.services)],
+                stdout=subprocess.DEVNULL, cwd=ROOT))
         await asyncio.sleep(a.warm)  # every instance seen, windows filled
         m0, t0 = watch.meta(), time.monotonic()
         cpu0 = [cpu_seconds(p.pid) for p in aggs]
@@ -114,7 +116,8 @@ async def run(a: argparse.Namespace, shards: int, workdir: Path) -> dict[str, An
         m1, t1 = watch.meta(), time.monotonic()
         cpu1 = [cpu_seconds(p.pid) for p in aggs]
         folded = (int(m1.get("folded") or 0) - int(m0.get("folded") or 0)) / (t1 - t0)
-        insts = sum(len(s.get("instances") or {}) for s in ((watch.view or {}).get("services") or {}).values())
+        services = ((watch.view or {}).get("services") or {}).values()
+        insts = sum(len(s.get("instances") or {}) for s in services)
         return {"shards": shards, "folded_per_s": round(folded, 1), "offered_per_s": a.instances,
                 "completeness": (m1.get("completeness") or {}).get("ratio"), "instances_in_view": insts,
                 "rss_mb": [round(rss_mb(p.pid), 1) for p in aggs],

@@ -363,7 +363,7 @@ class AggregatorService:
             except aiomqtt.MqttError as exc:
                 log.warning("aggregator: could not publish this shard's view (%s)", exc)
                 self._partial_snapshot_at = -math.inf
-        self.merger.own(out.view, out.seq, self._status("online"), out.ts)
+        self.merger.own(out.view, out.seq, self._status("online"), out.ts, out.patch)
         leading = self.merger.leader() == self.shard
         if leading != self.leading:
             log.info("aggregator shard %s: %s", self.acfg.shard,

@@ -87,6 +87,18 @@ def _diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def compose(first: Any, then: Any) -> Any:
+    """One merge patch that does what applying ``first`` and then ``then`` does (RFC 7396 patches
+    compose: a later member wins, a later null deletes, objects merge member by member)."""
+    if not isinstance(then, dict) or not isinstance(first, dict):
+        return then
+    out = dict(first)
+    for key, value in then.items():
+        before = out.get(key)
+        out[key] = compose(before, value) if isinstance(value, dict) and isinstance(before, dict) else value
+    return out
+
+
 def apply_append(series: dict[str, list[Any]], append: dict[str, Any], max_len: int) -> None:
     """Push each appended ``[ts, value]`` point onto its series, keeping at most ``max_len`` points."""
     for name, point in append.items():
