@@ -258,3 +258,39 @@ def test_axe_on_the_replayed_page(tstack: Stack, browser: Any, down_moment: tupl
         assert not problems, f"{width}x{height} {scheme}:\n" + "\n".join(problems)
     finally:
         ctx.close()
+
+
+def test_play_runs_the_recording_forward_then_catches_up_with_live(
+        tstack: Stack, browser: Any, down_moment: tuple[float, dict[str, Any]]) -> None:
+    """Play at 1x from the down moment: the replay clock in the banner moves on and the dispatcher
+    turns healthy at its recorded recovery, still in replay; at 60x the replay reaches the present
+    and the page is live by itself (banner gone, `at` gone from the URL)."""
+    moment, _then = down_moment
+    ctx = browser.new_context(viewport={"width": 1366, "height": 900})
+    try:
+        page = ctx.new_page()
+        console = Console()
+        page.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
+        page.goto(f"{tstack.base}/?at={_iso(moment)}")
+        down = "() => document.querySelector('[data-testid=\"comp-dispatcher\"]')?.dataset.status === 'down'"
+        page.wait_for_function(down, timeout=scaled(15) * 1000)
+        first = page.locator('[data-testid="replay-time"]').inner_text()
+        page.get_by_role("button", name="1×").click()
+        page.locator('[data-testid="replay-play"]').click()
+        page.wait_for_function(
+            "() => document.querySelector('[data-testid=\"replay-state\"]')?.innerText.includes('playing at 1×')",
+            timeout=scaled(10) * 1000)
+        page.wait_for_function(
+            "() => document.querySelector('[data-testid=\"comp-dispatcher\"]')?.dataset.status === 'healthy'",
+            timeout=scaled(40) * 1000)
+        assert page.locator('[data-testid="replay-banner"]').count() == 1, "healthy only after leaving replay"
+        assert page.locator('[data-testid="replay-time"]').inner_text() != first
+        assert "Live" not in page.locator('[data-testid="connection"]').inner_text()
+        page.get_by_role("button", name="60×").click()
+        page.wait_for_selector('[data-testid="replay-banner"]', state="detached", timeout=scaled(30) * 1000)
+        assert "at" not in urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query), page.url
+        page.wait_for_function("() => document.querySelector('[data-testid=\"connection\"]')?.innerText"
+                               ".includes('Live')", timeout=scaled(10) * 1000)
+        console.check()
+    finally:
+        ctx.close()
