@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_e2e.py [--fresh-samples 60] [--kills 12] [--stalls 3]
                                         [--scale-instances 2000] [--scale-series 20] [--scale-procs 4]
-                                        [--scale-seconds 30] [--profile] [--json out.json]
+                                        [--scale-seconds 30] [--profile] [--shards 1] [--json out.json]
 
 Everything real and in separate processes: a private mosquitto with deploy/mosquitto.conf's settings,
 ``opsdash aggregator`` and ``opsdash gateway`` as subprocesses (default configuration), each reporter
@@ -513,7 +513,13 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
     gw_port = free_port()
     env = {"OPSDASH_MQTT_URL": broker.url, "OPSDASH_AGGREGATOR__ID": "bench",
            "OPSDASH_LISTEN": f"127.0.0.1:{gw_port}", "OPSDASH_GATEWAY__ID": "bench-gw"}
-    agg = start_opsdash("aggregator", env)
+    # --shards N: N aggregator processes (aggregator.shard k/N); figures of the aggregator are shard 0's,
+    # the one that merges and publishes the view
+    aggs = [start_opsdash("aggregator", {**env, "OPSDASH_AGGREGATOR__ID": f"bench-{k}",
+                                         "OPSDASH_AGGREGATOR__SHARD": f"{k}/{a.shards}"})
+            for k in range(a.shards)]
+    agg = aggs[0]
+    res["shards"] = a.shards
     gw = start_opsdash("gateway", env)
     tasks: list[asyncio.Task[Any]] = []
     children: list[Child] = []
@@ -559,7 +565,8 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
         for c in children:
             await c.kill()
         stop_proc(gw)
-        stop_proc(agg)
+        for p in aggs:
+            stop_proc(p)
         broker.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     return res
@@ -719,6 +726,7 @@ def main() -> None:
     ap.add_argument("--scale-seconds", type=int, default=30)
     ap.add_argument("--scale-fresh-samples", type=int, default=30)
     ap.add_argument("--profile", action="store_true", help="py-spy the aggregator during the scale run")
+    ap.add_argument("--shards", type=int, default=1, help="aggregator processes (aggregator.shard k/N)")
     ap.add_argument("--json", help="also write the results here")
     a = ap.parse_args()
     if a.role == "reporter":
@@ -733,7 +741,7 @@ def main() -> None:
     res["rows"] = rows
     print()
     print(f"# end-to-end benchmark, {res['date']}, {res['cores']} cores (shared, noisy), reporter interval "
-          f"{INTERVAL:g} s, aggregator tick 1 s")
+          f"{INTERVAL:g} s, aggregator tick 1 s, {res['shards']} aggregator shard(s)")
     print("| figure | value | aim | met |")
     print("|---|---|---|---|")
     for row in rows:
