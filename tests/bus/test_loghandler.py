@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import statistics
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -126,9 +127,12 @@ async def test_a_flood_does_not_block_the_caller_and_drops_are_counted(
     handler = BusLogHandler(rep, rate_per_s=20)
     logger.addHandler(handler)
     # 10,000 records over one second, in ten bursts of 1,000 (as a failing loop would log them). The
-    # time inside the handler is measured directly, and beside it, interleaved in the same run, the
-    # time inside a handler that does nothing (the logging module's own cost of calling a handler):
-    # the machine is shared, so the bound is relative to that baseline, with a few ms of slack.
+    # time inside the handler is measured record by record, and beside it, interleaved in the same run,
+    # the time inside a handler that does nothing (the logging module's own cost of calling a handler).
+    # The machine is shared: another process may take the CPU in the middle of any call, for a few ms.
+    # That lands on a handful of records, so the drop path is bounded on all dropped records but the
+    # slowest 0.5 % (a drop path that blocks would be slow on far more than that), relative to the
+    # baseline; the few forwarded records by their median; the sum over every record by a sanity bound.
     class Nothing(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             pass
@@ -137,17 +141,21 @@ async def test_a_flood_does_not_block_the_caller_and_drops_are_counted(
     base_logger.propagate = False
     nothing = Nothing()
     base_logger.addHandler(nothing)
-    spent = {"ours": 0.0, "nothing": 0.0}
+    spent: dict[str, list[float]] = {"ours": [], "nothing": []}
+    forwarded_at: list[int] = []  # which of our calls kept its record (the others dropped it)
 
     def timed(h: logging.Handler, key: str) -> Any:
-        handle = h.handle
+        handle, times = h.handle, spent[key]
 
         def wrapper(record: logging.LogRecord) -> bool:
+            before = handler.dropped
             t = time.perf_counter()
             try:
                 return handle(record)
             finally:
-                spent[key] += time.perf_counter() - t
+                times.append(time.perf_counter() - t)
+                if key == "ours" and handler.dropped == before:
+                    forwarded_at.append(len(times) - 1)
         return wrapper
 
     handler.handle = timed(handler, "ours")  # type: ignore[method-assign]
@@ -162,19 +170,35 @@ async def test_a_flood_does_not_block_the_caller_and_drops_are_counted(
         for k in range(1000):
             base_logger.warning("upstream refused connection %d/%d", burst, k)
         await asyncio.sleep(max(0.0, start + (burst + 1) * 0.1 - time.monotonic()))
-    inside, baseline = spent["ours"], spent["nothing"]
     elapsed = time.monotonic() - start
+    assert len(spent["ours"]) == len(spent["nothing"]) == 10_000
+
+    def trimmed(times: list[float]) -> float:
+        return sum(sorted(times)[:-(len(times) // 200)])  # all but the slowest 0.5 %
+
     forwarded = handler.forwarded
     # burst of 20 plus 20/s refill over the second (a little more when the loop ran late)
     assert 20 <= forwarded <= 20 + 20 * elapsed + 2, (forwarded, elapsed)
-    assert handler.dropped == 10_000 - forwarded
+    assert handler.dropped == 10_000 - forwarded and len(forwarded_at) == forwarded
+    passed_on = set(forwarded_at)
+    dropping = [dt for i, dt in enumerate(spent["ours"]) if i not in passed_on]
+    inside, baseline = trimmed(dropping), trimmed(spent["nothing"][:len(dropping)])
     # the drop path is a clock read and a few attribute updates: ~1-2 us a record, ~3x doing nothing
-    assert inside < 4 * baseline + scaled(0.01), (
-        f"{inside * 1000:.1f} ms inside the handler for 10,000 records; a handler doing nothing: "
-        f"{baseline * 1000:.1f} ms")
-    print(f"\n10,000 records in {elapsed:.2f} s: {inside * 1000:.1f} ms inside the handler "
-          f"({baseline * 1000:.1f} ms inside a handler doing nothing, {total * 1000:.1f} ms in the "
-          f"logger.warning calls), forwarded {forwarded}, dropped {handler.dropped}")
+    assert inside < 4 * baseline + 0.002, (
+        f"{inside * 1000:.1f} ms inside the handler for all but the slowest 0.5 % of "
+        f"{len(dropping):,} dropped records; a handler doing nothing: {baseline * 1000:.1f} ms")
+    # a forwarded record is formatted and queued, never sent from the caller: tens of us, not a round
+    # trip to the broker
+    fwd = statistics.median(spent["ours"][i] for i in forwarded_at)
+    still = statistics.median(spent["nothing"])
+    assert fwd < 50 * still + 50e-6, (fwd, still)
+    inside_all = sum(spent["ours"])
+    assert inside_all < 0.5 * elapsed, f"{inside_all * 1000:.1f} ms inside the handler in all"
+    print(f"\n10,000 records in {elapsed:.2f} s: {inside_all * 1000:.1f} ms inside the handler; the drop "
+          f"path {inside * 1000:.1f} ms without the slowest 0.5 % ({baseline * 1000:.1f} ms inside a handler "
+          f"doing nothing), a forwarded record {fwd * 1e6:.0f} us (median; doing nothing {still * 1e6:.1f} us);"
+          f" {total * 1000:.1f} ms in the logger.warning calls; forwarded {forwarded}, dropped "
+          f"{handler.dropped}")
     # ground truth on the bus: every forwarded record arrived, every dropped one is in the counter
     await eventually(lambda: len(tap.events) == forwarded and tap.dropped_total == handler.dropped,
                      10, what="forwarded events and the drop counter on the bus")

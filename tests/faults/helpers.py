@@ -20,6 +20,7 @@ import contextlib
 import json
 import math
 import random
+import time
 from typing import Any
 
 from telemetry_bus.reporter import Reporter
@@ -195,8 +196,13 @@ class MqttProxy:
 
 
 async def count_load(reps: list[Reporter], seconds: float, per_tick: int = 5, tick: float = 0.05,
-                     sent: dict[str, int] | None = None, hist: bool = True) -> dict[str, int]:
-    """Count ``per_tick`` messages_received per reporter every ``tick`` s for ``seconds``; what was counted."""
+                     sent: dict[str, int] | None = None, hist: bool = True,
+                     log: list[tuple[float, int]] | None = None) -> dict[str, int]:
+    """Count ``per_tick`` messages_received per reporter every ``tick`` s for ``seconds``; what was counted.
+
+    A loaded machine wakes late, so fewer ticks than ``seconds / tick`` may happen: ``log`` (if given)
+    gets ``(time.time(), count)`` for every tick, the ground truth of when what was counted.
+    """
     sent = sent if sent is not None else {}
     loop = asyncio.get_running_loop()
     end = loop.time() + seconds
@@ -206,6 +212,8 @@ async def count_load(reps: list[Reporter], seconds: float, per_tick: int = 5, ti
             if hist:
                 r.observe("influx_write_ms", 1.0 + (sent.get(r.instance, 0) % 50))
             sent[r.instance] = sent.get(r.instance, 0) + per_tick
+        if log is not None:
+            log.append((time.time(), per_tick * len(reps)))
         await asyncio.sleep(tick)
     return sent
 
