@@ -5,9 +5,13 @@ the dispatcher down with that moment's reason and the replay banner, and nothing
 
 from __future__ import annotations
 
+import json
+import math
 import signal
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -292,5 +296,39 @@ def test_play_runs_the_recording_forward_then_catches_up_with_live(
         page.wait_for_function("() => document.querySelector('[data-testid=\"connection\"]')?.innerText"
                                ".includes('Live')", timeout=scaled(10) * 1000)
         console.check()
+    finally:
+        ctx.close()
+
+
+def test_a_moment_before_the_recording_says_so_and_offers_the_oldest(tstack: Stack, browser: Any) -> None:
+    """`at` before the first record: the gateway refuses (not_recorded, with the oldest time); the page
+    shows no view (never the live one), says so in the banner, and "Show the oldest" opens that."""
+    try:
+        with urllib.request.urlopen(f"{tstack.base}/operator/system/view?at={time.time() - 86400:.3f}", timeout=5):
+            raise AssertionError("view?at= a day ago answered 200 on a stack started minutes ago")
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, json.loads(exc.read())
+    assert status == 404 and body["error"] == "not_recorded" and body["oldest"], (status, body)
+    ctx = browser.new_context(viewport={"width": 1366, "height": 900})
+    try:
+        page = ctx.new_page()
+        page.goto(f"{tstack.base}/?at=-1d")
+        page.wait_for_function(
+            "() => document.querySelector('[data-testid=\"replay-state\"]')?.innerText.includes('nothing recorded')",
+            timeout=scaled(15) * 1000)
+        assert page.locator('[data-testid="comp-dispatcher"]').get_attribute("data-status") == "unknown"
+        assert "Live" not in page.locator('[data-testid="connection"]').inner_text()
+        page.locator('[data-testid="replay-oldest"]').click()
+        # the oldest view (taken at the aggregator's start: the fleet may not be in it yet)
+        oldest = _view_at(tstack, math.ceil(body["oldest"] * 1000) / 1000)
+        page.wait_for_selector(f'[data-testid="app"][data-seq="{oldest["meta"]["seq"]}"]', timeout=scaled(15) * 1000)
+        assert "paused" in page.locator('[data-testid="replay-state"]').inner_text()
+        for name, comp in oldest["health"]["components"].items():
+            el = page.locator(f'[data-testid="comp-{name}"]')
+            if el.count():
+                assert el.first.get_attribute("data-status") == comp["status"], name
+        at = urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)["at"][0]
+        shown = datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
+        assert 0 <= shown - body["oldest"] < 0.002, (at, body["oldest"])
     finally:
         ctx.close()

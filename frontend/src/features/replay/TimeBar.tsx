@@ -105,6 +105,12 @@ export function TimeBar({ ctl, replay, clock, wall }: {
           </button>
         )}
         <div class="tb-controls">
+          {replay.phase === "refused" && replay.error?.oldest != null && (
+            <button type="button" class="btn" data-testid="replay-oldest"
+              onClick={() => seek(Math.ceil(replay.error!.oldest! * 1000) / 1000)}>
+              Show the oldest
+            </button>
+          )}
           {replaying && (
             <button
               type="button"
