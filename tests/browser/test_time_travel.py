@@ -160,6 +160,8 @@ def test_a_link_to_a_recorded_moment_shows_it_then_back_to_live(
         banner.wait_for(timeout=scaled(5) * 1000)
         page.wait_for_function("() => document.body.innerText.includes('dispatcher-1: lost')",
                                timeout=scaled(15) * 1000)
+        screenshot(page, "time-travel-component-1366x900")
+        assert page.locator('[data-testid="instances-not-recorded"]').count() == 1
         page.go_back()
         page.wait_for_function(
             "() => document.querySelector('[data-testid=\"comp-dispatcher\"]')?.dataset.status === 'down'",
