@@ -246,6 +246,7 @@ class RecorderService:
 
     async def _roll(self, force: bool) -> None:
         await self.writer.rollup(force=force)
+        await self.writer.compact_views()
 
     async def _maintenance_loop(self) -> None:
         while True:

@@ -21,6 +21,8 @@ Layout (design.md section 8; every table is range-partitioned by day on ``ts``, 
 - ``states``: one row per component state change (status, reason).
 - ``probe_results``: every probe result as published.
 - ``alerts``: every alert message that arrived on ``<root>/v1/alerts/#``.
+- ``view_stream`` (version 4), ``view_blocks`` (version 6): the view stream of time travel
+  (history/viewstream.py).
 - ``events``: every event (section 11) and the aggregator's own feed entries. ``id`` bigserial (stable
   order), a ``search`` tsvector (generated, ``simple`` configuration: names and ids are kept as
   written) with a GIN index. A duplicate (same service, instance, boot, seq) is stored once: the
@@ -40,6 +42,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 from history.events import SEARCH_MIGRATION_SQL
+from history.viewstream import BLOCKS_SQL as VIEW_BLOCKS_SQL
 from history.viewstream import MIGRATION_SQL as VIEW_STREAM_SQL
 
 if TYPE_CHECKING:
@@ -166,6 +169,9 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
               VIEW_STREAM_SQL),
     Migration(5, "1 s frames as float4: ~4 instead of ~8 bytes per point (7 significant digits, read back "
                  "rounded to them)", _V5),
+    # owned by history/viewstream.py (h19): closed minutes of the view stream packed in one row each
+    Migration(6, "view_blocks: each closed minute of the view stream in one row (patches by column, zstd)",
+              VIEW_BLOCKS_SQL),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 
@@ -173,6 +179,7 @@ SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 PARTITIONED: Final[dict[str, int]] = {
     "frames": 1, "rollup_1m": 1, "hist_1s": 1, "hist_1m": 1, "states": 1, "probe_results": 1,
     "alerts": 1, "events": 1, "rollup_15m": 2, "hist_15m": 2, "view_stream": 4,
+    "view_blocks": 6,
 }
 #: The 1 s tables, kept ``raw_hours`` instead of ``retention_days``.
 RAW_TABLES: Final = frozenset({"frames", "hist_1s"})

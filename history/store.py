@@ -21,6 +21,7 @@ import asyncpg
 import msgspec
 
 from history.schema import drop_expired, ensure_partitions, migrate
+from history.viewstream import BLOCK_S, COMPACT_AFTER_S, COMPACT_MINUTES, compact
 from history.viewstream import INSERT_SQL as VIEW_INSERT_SQL
 from telemetry_bus.contract import Hist
 from telemetry_bus.histogram import WINDOW_MAX_BUCKETS, ExpHistogram
@@ -115,6 +116,8 @@ class Writer:
         self._days: set[date] = set()
         self._dirty_minutes: set[int] = set()
         self._latest_ts = -math.inf
+        self._latest_view_ts = -math.inf  # newest view stream message written
+        self._packed_before = -math.inf  # view stream minutes before this are packed (compact_views)
         self.expired = 0  # rows older than the retention when they arrived (not written)
         self.rows_written = 0
         self._stale = False  # a batch failed: reload catalogue and states before the next one
@@ -174,6 +177,7 @@ class Writer:
             b.days.add(ts.date())
             if it.kind == "view":  # compressed at arrival (history/viewstream.py)
                 b.views.append(it.data["row"])
+                self._latest_view_ts = max(self._latest_view_ts, it.ts)
                 continue
             d = it.body()
             if it.kind == "second":
@@ -332,6 +336,22 @@ class Writer:
                 await roll_range(conn, lo, hi)
         self._dirty_minutes.difference_update(closed)
         return len(closed)
+
+    async def compact_views(self, before: float | None = None) -> int:
+        """Pack the view stream's closed minutes into blocks (history/viewstream.compact): those ending
+        ``COMPACT_AFTER_S`` before the newest message written (or before ``before``), once a minute.
+        Returns the minutes packed."""
+        if self.pool is None:
+            return 0
+        horizon = self._latest_view_ts - COMPACT_AFTER_S if before is None else before
+        horizon -= horizon % BLOCK_S
+        if horizon <= self._packed_before:
+            return 0
+        async with self.pool.acquire() as conn:
+            n = await compact(conn, horizon)
+        if n < COMPACT_MINUTES:
+            self._packed_before = horizon  # else more to pack: again on the next call
+        return n
 
     async def maintain(self, now: datetime | None = None) -> list[str]:
         if self.pool is None:

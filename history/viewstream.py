@@ -15,6 +15,20 @@ at the last tick before the gap, and ``meta.generated_at`` says which tick it is
     row = stream_row("patch", payload)               # at arrival (recorder), None for a bad message
     await conn.executemany(INSERT_SQL, [row, ...])   # in the recorder's batch
     found = await view_at(conn, at)                  # ViewAt | None; oldest(conn) for the 404
+    await compact(conn, before)                      # recorder: pack closed minutes into view_blocks
+
+**Blocks** (schema version 6): a row per message is what arrives, but it costs ~1 KB a second even
+compressed (each patch alone repeats its keys; the row and its index entry cost ~60 B more). The
+recorder therefore packs every closed minute (``COMPACT_AFTER_S`` behind the newest message) into one
+row of ``view_blocks``: the minute's first snapshot whole, every later snapshot that is *not* exactly
+what its predecessor and the patches after it give (after a lost patch or an aggregator restart; the
+others are verified equal and dropped, they add nothing), and the patches **by column** (every leaf
+path of the minute's patches once, then each path's values in order, and each patch's order of paths),
+all one zstd frame (level ``BLOCK_LEVEL``). :func:`encode_block` checks that :func:`decode_block` gives
+every kept message back exactly before it is stored (otherwise the patches are stored as they came).
+Readers see the union of ``view_blocks`` and the per-message rows (a late message of a packed minute
+waits in ``view_stream`` until the next compaction re-packs that minute), in one REPEATABLE READ
+snapshot of the database, so a compaction running meanwhile is never half seen.
 """
 
 from __future__ import annotations
@@ -23,7 +37,7 @@ import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
@@ -38,8 +52,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("opsdash.history.viewstream")
 
-__all__ = ["INSERT_SQL", "MAX_PATCHES", "MIGRATION_SQL", "StreamRow", "ViewAt", "compress", "decompress",
-           "oldest", "replay", "stream_row", "view_at"]
+__all__ = ["BLOCKS_SQL", "BLOCK_S", "COMPACT_AFTER_S", "INSERT_SQL", "MAX_PATCHES", "MIGRATION_SQL",
+           "StreamMessage", "StreamRow", "ViewAt", "compact", "compress", "decode_block", "decompress",
+           "encode_block", "messages_after", "oldest", "replay", "stream_row", "view_at"]
 
 #: Schema (a migration of history/schema.py). ``snap`` first in the key: the query walks the snapshots
 #: alone (one row in ~10-100) backwards from T. ``body`` is already compressed: EXTERNAL keeps
@@ -57,6 +72,21 @@ CREATE TABLE view_stream (
 ALTER TABLE view_stream ALTER COLUMN body SET STORAGE EXTERNAL;
 """
 
+#: Schema version 6: the closed minutes of the stream, packed (module docstring). ``ts`` the minute's
+#: start; ``first_snap`` / ``last_snap`` the first and last snapshot kept whole in it (NULL: none).
+BLOCKS_SQL: Final = """
+CREATE TABLE view_blocks (
+    ts timestamptz NOT NULL,
+    first_snap timestamptz,
+    last_snap timestamptz,
+    messages int NOT NULL,
+    raw_len int NOT NULL,
+    body bytea NOT NULL,
+    PRIMARY KEY (ts)
+) PARTITION BY RANGE (ts);
+ALTER TABLE view_blocks ALTER COLUMN body SET STORAGE EXTERNAL;
+"""
+
 INSERT_SQL: Final = ("INSERT INTO view_stream (ts, seq, snap, base, raw_len, body) "
                      "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
 
@@ -66,12 +96,23 @@ MAX_PATCHES: Final = 2000
 #: How far back a snapshot is looked for (an aggregator silent longer than this: 404 for that moment).
 MAX_LOOKBACK_S: Final = 86400.0
 LEVEL: Final = 3
+#: A block is one minute of the stream (aligned to the epoch, like the rollups).
+BLOCK_S: Final = 60
+#: A minute is packed once the newest message is this far past its end (late messages of a packed
+#: minute are packed again with it: nothing is lost, it only costs another compaction).
+COMPACT_AFTER_S: Final = 120.0
+#: zstd level of a block (one compression a minute: ~10 ms; level 19 took ~180 ms for ~15 % less).
+BLOCK_LEVEL: Final = 9
+#: Most minutes packed by one compact() call (a database upgraded with days of rows catches up in steps).
+COMPACT_MINUTES: Final = 60
 
 _enc: Final = msgspec.json.Encoder()
 _dec_snapshot: Final = msgspec.json.Decoder(ViewSnapshot)
 _dec_patch: Final = msgspec.json.Decoder(ViewPatch)
 _dec_any: Final = msgspec.json.Decoder()
+_enc_sorted: Final = msgspec.json.Encoder(order="sorted")
 _codec: list[tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]] = []
+_block_codec: list[zstandard.ZstdCompressor] = []
 _missing: list[bool] = []  # logged once
 
 #: (ts, seq, snap, base, raw_len, body): one row of ``view_stream`` as INSERT_SQL takes it.
@@ -96,6 +137,14 @@ def _zstd() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
 
 def compress(data: bytes) -> bytes:
     return _zstd()[0].compress(data)
+
+
+def compress_block(data: bytes) -> bytes:
+    _zstd()
+    if not _block_codec:
+        import zstandard
+        _block_codec.append(zstandard.ZstdCompressor(level=BLOCK_LEVEL))
+    return _block_codec[0].compress(data)
 
 
 def decompress(data: bytes) -> bytes:
@@ -163,32 +212,6 @@ def replay(state: dict[str, Any], seq: int, ts: float,
     return state, seq, ts, applied, False
 
 
-async def oldest(conn: asyncpg.Connection) -> float | None:
-    """Time of the oldest stored snapshot (nothing can be rebuilt before it); None when none."""
-    t = await conn.fetchval("SELECT min(ts) FROM view_stream WHERE snap")
-    return None if t is None else float(t.timestamp())
-
-
-async def view_at(conn: asyncpg.Connection, at: float) -> ViewAt | None:
-    """The view at the last recorded tick at or before ``at``; None when no snapshot precedes it (within
-    a day)."""
-    t = datetime.fromtimestamp(at, UTC)
-    snap = await conn.fetchrow(
-        "SELECT ts, seq, body FROM view_stream WHERE snap AND ts <= $1 AND ts > $2 "
-        "ORDER BY ts DESC, seq DESC LIMIT 1", t, datetime.fromtimestamp(at - MAX_LOOKBACK_S, UTC))
-    if snap is None:
-        return None
-    s_ts = float(snap["ts"].timestamp())
-    state = _dec_any.decode(decompress(snap["body"]))
-    rows: Sequence[Any] = await conn.fetch(
-        "SELECT ts, seq, base, body FROM view_stream WHERE NOT snap AND ts >= $1 AND ts <= $2 "
-        "ORDER BY ts, seq LIMIT $3", snap["ts"], t, MAX_PATCHES)
-    patches = ((float(r["ts"].timestamp()), int(r["seq"]), int(r["base"]),
-                _dec_any.decode(decompress(r["body"]))) for r in rows)
-    state, seq, ts, n, gap = replay(state, int(snap["seq"]), s_ts, patches)
-    return ViewAt(state, seq, ts, s_ts, n, gap)
-
-
 @dataclass(frozen=True, slots=True)
 class StreamMessage:
     """One recorded message, decoded: a snapshot (``base`` None, ``body`` the view) or a patch
@@ -199,26 +222,249 @@ class StreamMessage:
     base: int | None
     body: dict[str, Any]
 
+    @property
+    def key(self) -> tuple[float, int, int]:
+        """The stream's order: time, seq, and at one tick the patch before the snapshot."""
+        return (self.ts, self.seq, int(self.base is None))
+
+
+# -- blocks: a minute of the stream packed in one row (module docstring) -----------------------------
+
+def _flatten(d: dict[str, Any], prefix: tuple[str, ...], out: list[tuple[tuple[str, ...], Any]]) -> None:
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            _flatten(v, (*prefix, k), out)
+        else:
+            out.append(((*prefix, k), v))  # a leaf: a value, a list, null, or an empty object
+
+
+def _unflatten(leaves: Iterable[tuple[Sequence[str], Any]]) -> dict[str, Any]:
+    root: dict[str, Any] = {}
+    for path, v in leaves:
+        node = root
+        for k in path[:-1]:
+            node = node.setdefault(k, {})
+        node[path[-1]] = v
+    return root
+
+
+def _derived(msgs: Sequence[StreamMessage]) -> set[int]:
+    """Indexes of the snapshots that are exactly their predecessor plus the patches after it (the
+    first snapshot is never one: nothing precedes it here)."""
+    out: set[int] = set()
+    state: dict[str, Any] | None = None
+    seq = -1
+    for i, m in enumerate(msgs):
+        if m.base is None:
+            if state is not None and m.seq == seq and _enc_sorted.encode(state) == _enc_sorted.encode(m.body):
+                out.add(i)
+            else:
+                state, seq = m.body, m.seq
+        elif state is not None:
+            if m.seq <= seq:
+                continue
+            if m.base != seq:
+                state = None  # a lost patch: the next snapshot is kept
+                continue
+            state = apply_view_patch(state, m.body.get("patch"), m.body.get("append"), m.body.get("errors"))
+            seq = m.seq
+    return out
+
+
+def _pack(msgs: Sequence[StreamMessage], columns: bool) -> dict[str, Any]:
+    drop = _derived(msgs)
+    snaps = [[m.ts, m.seq, m.body] for i, m in enumerate(msgs) if m.base is None and i not in drop]
+    patches = [m for m in msgs if m.base is not None]
+    out: dict[str, Any] = {"v": 1, "snaps": snaps, "heads": [[m.ts, m.seq, m.base] for m in patches]}
+    if not columns:
+        out["bodies"] = [m.body for m in patches]
+        return out
+    paths: dict[tuple[str, ...], int] = {}
+    orders: dict[tuple[int, ...], int] = {}
+    cols: list[list[Any]] = []
+    po: list[int] = []
+    for m in patches:
+        leaves: list[tuple[tuple[str, ...], Any]] = []
+        _flatten(m.body, (), leaves)
+        order: list[int] = []
+        for path, v in leaves:
+            i = paths.setdefault(path, len(paths))
+            if i == len(cols):
+                cols.append([])
+            cols[i].append(v)
+            order.append(i)
+        po.append(orders.setdefault(tuple(order), len(orders)))
+    out.update(paths=[list(p) for p in paths], orders=[list(o) for o in orders], po=po, cols=cols)
+    return out
+
+
+def _unpack(d: dict[str, Any]) -> list[StreamMessage]:
+    if d.get("v") != 1:
+        raise ValueError(f"view block version {d.get('v')!r} is not known")
+    out = [StreamMessage(float(ts), int(seq), None, body) for ts, seq, body in d["snaps"]]
+    heads = d["heads"]
+    if "bodies" in d:
+        bodies: list[dict[str, Any]] = d["bodies"]
+    else:
+        paths, orders, cols = d["paths"], d["orders"], d["cols"]
+        nxt = [0] * len(cols)
+        bodies = []
+        for o in d["po"]:
+            leaves = []
+            for i in orders[o]:
+                leaves.append((paths[i], cols[i][nxt[i]]))
+                nxt[i] += 1
+            bodies.append(_unflatten(leaves))
+    out.extend(StreamMessage(float(ts), int(seq), int(base), body)
+               for (ts, seq, base), body in zip(heads, bodies, strict=True))
+    out.sort(key=lambda m: m.key)
+    return out
+
+
+def _canonical(msgs: Iterable[StreamMessage]) -> list[bytes]:
+    return [_enc.encode([m.ts, m.seq, m.base, m.body]) for m in msgs]
+
+
+def encode_block(msgs: Sequence[StreamMessage]) -> tuple[bytes, int, list[StreamMessage]]:
+    """One block's body (zstd), its raw length and the messages it keeps (in order), from the messages
+    of one minute (any order, no duplicates). The columns are used only when they decode back to
+    exactly the patches given (compared as JSON, key order included)."""
+    msgs = sorted(msgs, key=lambda m: m.key)
+    raw = _enc.encode(_pack(msgs, columns=True))
+    kept = _unpack(_dec_any.decode(raw))
+    want = [m for i, m in enumerate(msgs) if m.base is not None or i not in _derived(msgs)]
+    if _canonical(kept) != _canonical(want):
+        log.warning("view block: the patches by column did not decode back exactly; stored as they came")
+        raw = _enc.encode(_pack(msgs, columns=False))
+        kept = want
+    return compress_block(raw), len(raw), kept
+
+
+def decode_block(body: bytes) -> list[StreamMessage]:
+    """The messages a block keeps, in the stream's order."""
+    return _unpack(_dec_any.decode(decompress(body)))
+
+
+def _row_message(r: Any) -> StreamMessage:
+    return StreamMessage(float(r["ts"].timestamp()), int(r["seq"]), None if r["snap"] else int(r["base"]),
+                         _dec_any.decode(decompress(r["body"])))
+
+
+async def compact(conn: asyncpg.Connection, before: float, limit: int = COMPACT_MINUTES) -> int:
+    """Pack the per-message rows of every minute that ends at or before ``before`` into its block (with
+    what the block already holds). Each minute in its own transaction: the rows are deleted and their
+    block written together. Returns the minutes packed (at most ``limit``)."""
+    end = datetime.fromtimestamp(before - before % BLOCK_S, UTC)
+    minutes = await conn.fetch(
+        "SELECT DISTINCT date_bin('1 minute', ts, 'epoch') AS m FROM view_stream WHERE ts < $1 "
+        "ORDER BY m LIMIT $2", end, limit)
+    for r in minutes:
+        lo: datetime = r["m"]
+        hi = lo + timedelta(seconds=BLOCK_S)
+        async with conn.transaction():
+            rows = await conn.fetch("DELETE FROM view_stream WHERE ts >= $1 AND ts < $2 "
+                                    "RETURNING ts, seq, snap, base, body", lo, hi)
+            old = await conn.fetchval("SELECT body FROM view_blocks WHERE ts = $1 FOR UPDATE", lo)
+            msgs = {m.key: m for m in (decode_block(old) if old is not None else [])}
+            for row in rows:
+                m = _row_message(row)
+                msgs.setdefault(m.key, m)
+            body, raw_len, kept = encode_block(list(msgs.values()))
+            snaps = [datetime.fromtimestamp(m.ts, UTC) for m in kept if m.base is None]
+            await conn.execute(
+                "INSERT INTO view_blocks (ts, first_snap, last_snap, messages, raw_len, body) "
+                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (ts) DO UPDATE SET "
+                "first_snap = EXCLUDED.first_snap, last_snap = EXCLUDED.last_snap, "
+                "messages = EXCLUDED.messages, raw_len = EXCLUDED.raw_len, body = EXCLUDED.body",
+                lo, snaps[0] if snaps else None, snaps[-1] if snaps else None,
+                len(kept), raw_len, body)
+    return len(minutes)
+
+
+# -- reading: the union of blocks and per-message rows ----------------------------------------------
+
+def _read_only(conn: asyncpg.Connection) -> Any:
+    # one snapshot of the database for the whole read: a compaction moves rows into a block at once
+    return conn.transaction(isolation="repeatable_read", readonly=True)
+
+
+def _at(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+async def oldest(conn: asyncpg.Connection) -> float | None:
+    """Time of the oldest stored snapshot (nothing can be rebuilt before it); None when none."""
+    t = await conn.fetchval(
+        "SELECT min(t) FROM (SELECT min(ts) AS t FROM view_stream WHERE snap UNION ALL "
+        "(SELECT first_snap FROM view_blocks WHERE first_snap IS NOT NULL ORDER BY ts LIMIT 1)) x")
+    return None if t is None else float(t.timestamp())
+
+
+async def _start(conn: asyncpg.Connection, at: float) -> StreamMessage | None:
+    """The latest snapshot kept at or before ``at`` (within MAX_LOOKBACK_S), from a row or a block."""
+    t, lo = _at(at), _at(at - MAX_LOOKBACK_S)
+    best: StreamMessage | None = None
+    row = await conn.fetchrow(
+        "SELECT ts, seq, snap, base, body FROM view_stream WHERE snap AND ts <= $1 AND ts > $2 "
+        "ORDER BY ts DESC, seq DESC LIMIT 1", t, lo)
+    if row is not None:
+        best = _row_message(row)
+    blk = await conn.fetchval(
+        "SELECT body FROM view_blocks WHERE ts <= $1 AND ts > $2 AND first_snap <= $1 AND first_snap > $2 "
+        "ORDER BY ts DESC LIMIT 1", t, lo - timedelta(seconds=BLOCK_S))
+    if blk is not None:
+        for m in decode_block(blk):
+            if m.base is None and m.ts <= at and (best is None or m.key > best.key):
+                best = m
+    return best
+
+
+async def _between(conn: asyncpg.Connection, lo: float, hi: float, limit: int) -> list[StreamMessage]:
+    """The messages with ``lo <= ts <= hi`` in order, from blocks and rows; when a source holds more
+    than ``limit`` there, only the part both sources are complete for (at least ``limit`` rows' worth)."""
+    a, b = _at(lo), _at(hi)
+    out: dict[tuple[float, int, int], StreamMessage] = {}
+    bound: tuple[float, int, int] | None = None
+    rows = await conn.fetch("SELECT ts, seq, snap, base, body FROM view_stream WHERE ts >= $1 AND ts <= $2 "
+                            "ORDER BY ts, seq, snap LIMIT $3", a, b, limit)
+    for r in rows:
+        m = _row_message(r)
+        out[m.key] = m
+    if len(rows) == limit:
+        bound = max(out)
+    nblocks = max(2, limit // BLOCK_S + 1)
+    blocks = await conn.fetch("SELECT ts, body FROM view_blocks WHERE ts > $1 AND ts <= $2 "
+                              "ORDER BY ts LIMIT $3", a - timedelta(seconds=BLOCK_S), b, nblocks)
+    for r in blocks:
+        for m in decode_block(r["body"]):
+            if lo <= m.ts <= hi:
+                out.setdefault(m.key, m)
+    if len(blocks) == nblocks:
+        end = (float(blocks[-1]["ts"].timestamp()) + BLOCK_S, -1, 0)  # before the next minute's first
+        bound = end if bound is None else min(bound, end)
+    return [out[k] for k in sorted(out) if bound is None or k <= bound]
+
+
+async def view_at(conn: asyncpg.Connection, at: float) -> ViewAt | None:
+    """The view at the last recorded tick at or before ``at``; None when no snapshot precedes it (within
+    a day)."""
+    async with _read_only(conn):
+        snap = await _start(conn, at)
+        if snap is None:
+            return None
+        msgs = await _between(conn, snap.ts, at, MAX_PATCHES)
+    patches = ((m.ts, m.seq, m.base, m.body) for m in msgs if m.base is not None and m.key > snap.key)
+    state, seq, ts, n, gap = replay(snap.body, snap.seq, snap.ts, patches)
+    return ViewAt(state, seq, ts, snap.ts, n, gap)
+
 
 async def messages_after(conn: asyncpg.Connection, ts: float, seq: int, after_snap: bool, until: float,
                          limit: int = 200) -> list[StreamMessage]:
     """The recorded messages after the cursor ``(ts, seq, after_snap)`` up to ``until``, in order (at one
-    tick the patch before the snapshot), at most ``limit`` of each kind. Two index range scans (``snap``
-    leads the key)."""
-    lo, hi = datetime.fromtimestamp(ts, UTC), datetime.fromtimestamp(until, UTC)
-    out: list[tuple[float, int, int, StreamMessage]] = []
-    bound: tuple[float, int] | None = None  # a kind cut at ``limit`` is complete only up to its last
-    for snap in (False, True):
-        op = ">=" if snap and not after_snap else ">"  # a tick's snapshot sorts after its patch
-        rows = await conn.fetch(
-            "SELECT ts, seq, base, body FROM view_stream WHERE snap = $1 AND ts >= $2 AND ts <= $3 "
-            f"AND (ts, seq) {op} ($2, $4) ORDER BY ts, seq LIMIT $5", snap, lo, hi, seq, limit)
-        for r in rows:
-            t = float(r["ts"].timestamp())
-            out.append((t, int(r["seq"]), int(snap), StreamMessage(
-                t, int(r["seq"]), None if snap else int(r["base"]), _dec_any.decode(decompress(r["body"])))))
-        if len(rows) == limit:
-            last = (float(rows[-1]["ts"].timestamp()), int(rows[-1]["seq"]))
-            bound = last if bound is None else min(bound, last)
-    out.sort(key=lambda m: m[:3])
-    return [m for t, sq, _, m in out if bound is None or (t, sq) <= bound]
+    tick the patch before the snapshot); at least ``limit`` of them when there are that many (whole
+    blocks are read). Snapshots found equal to what the patches before them give are not kept in a
+    block (module docstring): a replay that follows the patches never needed them."""
+    cursor = (ts, seq, int(after_snap))
+    async with _read_only(conn):
+        msgs = await _between(conn, ts, until, limit + 1)
+    return [m for m in msgs if m.key > cursor]

@@ -13,6 +13,7 @@ import itertools
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -25,7 +26,15 @@ from gateway.config import GatewayConfig
 from gateway.server import Gateway
 from gateway.view_api import LIVE_MARGIN_S
 from history.config import HistoryConfig
-from history.viewstream import decompress, replay, stream_row
+from history.viewstream import (
+    StreamMessage,
+    compact,
+    decode_block,
+    decompress,
+    encode_block,
+    replay,
+    stream_row,
+)
 from opsdash.wiring import build_aggregator
 from telemetry_bus.aio import cancel_and_wait
 from telemetry_bus.config import MqttConfig
@@ -104,17 +113,7 @@ async def test_view_at_gives_back_the_views_a_live_client_held(mosquitto: Mosqui
         await eventually(lambda: not stack3.recorder.buffer and stack3.recorder.writer.rows_written > 0,
                          timeout=15, what="recorder caught up")
 
-        moments = [*held[::max(1, len(held) // 10)], held[-1]]
-        for seq, gen_at, view in moments:
-            for at in (gen_at, gen_at + 0.0005):  # the tick itself, and just after it (before the next)
-                r = await http.get(V, params={"at": repr(at)})
-                assert r.status_code == 200, r.text
-                got = r.json()
-                assert got["meta"]["seq"] == seq and got["meta"]["generated_at"] == gen_at
-                assert set(got) == set(view)
-                for section in view:  # byte-identical, section by section
-                    assert got[section] == view[section], (seq, section)
-                    assert _sorted.encode(got[section]) == _sorted.encode(view[section]), (seq, section)
+        await _check_moments(http, held)
         # the moments with the instances gone show them gone, with the reason of that moment
         _, gen_at, view = held[-1]
         assert view["services"]["ingest"]["instances_total"] == 3
@@ -131,6 +130,14 @@ async def test_view_at_gives_back_the_views_a_live_client_held(mosquitto: Mosqui
 
         await _check_replay(ws_url, held)
 
+        # the minutes packed into blocks (history/viewstream.compact, as the recorder does 2 min later):
+        # the same answers, from blocks holding fewer snapshots than were published
+        packed = await _pack_all(stack3, last_ts)
+        assert packed["rows"] == 0 and packed["blocks"] >= 1, packed
+        assert packed["snaps_kept"] < packed["snaps_published"], packed
+        await _check_moments(http, held)
+        await _check_replay(ws_url, held)
+
         # before the first record: 404 naming the oldest time
         r = await http.get(V, params={"at": repr(held[0][1] - 3600)})
         assert r.status_code == 404
@@ -145,6 +152,39 @@ async def test_view_at_gives_back_the_views_a_live_client_held(mosquitto: Mosqui
         r = await http.get(V)
         assert r.status_code == 400 and r.json()["parameter"] == "at"
     assert total > 0
+
+
+async def _check_moments(http: httpx.AsyncClient, held: list[tuple[int, float, dict[str, Any]]],
+                         every: int = 10) -> None:
+    """view?at= at held moments (the tick itself, and just after it) answers the held view exactly."""
+    for seq, gen_at, view in [*held[::max(1, len(held) // every)], *held[-3:]]:
+        for at in (gen_at, gen_at + 0.0005):
+            r = await http.get(V, params={"at": repr(at)})
+            assert r.status_code == 200, r.text
+            got = r.json()
+            assert (got["meta"]["seq"], got["meta"]["generated_at"]) == (seq, gen_at), (seq, gen_at, got["meta"])
+            assert set(got) == set(view)
+            for section in view:  # byte-identical, section by section
+                assert got[section] == view[section], (seq, section)
+                assert _sorted.encode(got[section]) == _sorted.encode(view[section]), (seq, section)
+
+
+async def _pack_all(stack: Stack, upto: float) -> dict[str, int]:
+    """Pack every minute recorded so far into blocks (as the recorder does 2 min after a minute);
+    what the tables hold then up to ``upto``."""
+    writer = stack.recorder.writer
+    assert writer.pool is not None
+    async with writer.pool.acquire() as conn:
+        published = int(await conn.fetchval("SELECT count(*) FROM view_stream WHERE snap"))
+        assert await writer.compact_views(before=time.time() + 120) >= 1
+        await compact(conn, time.time() + 180)  # the rows written meanwhile
+        snaps = 0
+        for r in await conn.fetch("SELECT body FROM view_blocks"):
+            snaps += sum(1 for m in decode_block(r["body"]) if m.base is None)
+        rows = await conn.fetchval("SELECT count(*) FROM view_stream WHERE ts <= $1",
+                                   datetime.fromtimestamp(upto, UTC))
+        return {"rows": int(rows), "blocks": int(await conn.fetchval("SELECT count(*) FROM view_blocks")),
+                "snaps_kept": snaps, "snaps_published": published}
 
 
 async def _check_replay(ws_url: str, held: list[tuple[int, float, dict[str, Any]]]) -> None:
@@ -300,6 +340,50 @@ async def test_view_at_across_an_aggregator_restart_and_a_database_outage(
                     seq, gen_at, got["meta"], seqs, stack.recorder.rejected)
                 for section in view:
                     assert _sorted.encode(got[section]) == _sorted.encode(view[section]), (seq, section)
+            # packed into blocks: the restarted aggregator's first snapshot is kept (it is not what the
+            # patches before it give), and every moment is still rebuilt exactly
+            packed = await _pack_all(stack, held[-1][1])
+            assert packed["rows"] == 0 and packed["snaps_kept"] < packed["snaps_published"], packed
+            await _check_moments(http, held, every=25)
     finally:
         await g.stop()
         await cancel_and_wait(stack.tasks)
+
+
+def _msg(ts: float, seq: int, base: int | None, body: dict[str, Any]) -> StreamMessage:
+    return StreamMessage(ts, seq, base, body)
+
+
+def test_a_block_keeps_every_patch_exactly_and_only_the_snapshots_it_cannot_derive() -> None:
+    def view(seq: int, status: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"meta": {"seq": seq, "generated_at": 100.0 + seq}, "services": {"a": {"status": status}},
+                **(extra or {})}
+
+    def patch(seq: int, base: int, body: dict[str, Any]) -> StreamMessage:
+        return _msg(100.0 + seq, seq, base, {"patch": {"meta": {"seq": seq, "generated_at": 100.0 + seq},
+                                                       **body}, "append": {}})
+    msgs = [
+        _msg(101.0, 1, None, view(1, "healthy")),
+        patch(2, 1, {"services": {"a": {"status": "down"}}, "new": {"z": 1, "a": {}}}),
+        patch(3, 2, {"new": None, "services": {"a": {"status": "healthy", "why": [1, "x", None]}}}),
+        # derivable: dropped
+        _msg(103.0, 3, None, {**view(3, "healthy"), "services": {"a": {"status": "healthy",
+                                                                          "why": [1, "x", None]}}}),
+        patch(4, 3, {"services": {"a": {"why": None}}}),
+        # the seq held, but not what the patches give (the aggregator knew more): kept
+        _msg(104.0, 4, None, view(4, "healthy", {"x": 1.5})),
+        patch(6, 5, {"services": {"a": {"status": "degraded"}}}),  # a lost patch (base 5)
+        _msg(106.0, 6, None, view(6, "degraded")),  # after the gap: kept
+        _msg(107.0, 1, None, view(1, "unknown")),  # an aggregator restart (seq from 1): kept
+        patch(8, 7, {}),
+    ]
+    msgs[-1] = _msg(108.0, 2, 1, {"patch": {"meta": {"seq": 2}}, "append": {"s": [108.0, 3.25]},
+                                  "errors": [{"id": 1, "message": "m"}]})
+    body, raw_len, kept = encode_block(list(reversed(msgs)))
+    assert raw_len > 0 and len(body) < raw_len
+    got = decode_block(body)
+    assert [(m.ts, m.seq, m.base) for m in got] == [(m.ts, m.seq, m.base) for m in kept]
+    want = [m for i, m in enumerate(msgs) if i != 3]
+    assert [(m.ts, m.seq, m.base) for m in got] == [(m.ts, m.seq, m.base) for m in want]
+    for g, w in zip(got, want, strict=True):  # exactly, key order included
+        assert _enc.encode(g.body) == _enc.encode(w.body), (w.seq, g.body, w.body)
