@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -238,14 +238,26 @@ def _flatten(d: dict[str, Any], prefix: tuple[str, ...], out: list[tuple[tuple[s
             out.append(((*prefix, k), v))  # a leaf: a value, a list, null, or an empty object
 
 
-def _unflatten(leaves: Iterable[tuple[Sequence[str], Any]]) -> dict[str, Any]:
+#: The shape of one patch: its keys in order, each with the shape below it (None: a leaf value).
+_Shape = list[tuple[str, "_Shape | None"]]
+
+
+def _shape(paths: Iterable[Sequence[str]]) -> _Shape:
+    """The nested keys of leaf ``paths`` given depth first (as _flatten gives them)."""
     root: dict[str, Any] = {}
-    for path, v in leaves:
+    for path in paths:
         node = root
         for k in path[:-1]:
             node = node.setdefault(k, {})
-        node[path[-1]] = v
-    return root
+        node[path[-1]] = None
+
+    def conv(d: dict[str, Any]) -> _Shape:
+        return [(k, None if v is None else conv(v)) for k, v in d.items()]
+    return conv(root)
+
+
+def _build(shape: _Shape, values: Iterator[Any]) -> dict[str, Any]:
+    return {k: next(values) if sub is None else _build(sub, values) for k, sub in shape}
 
 
 def _derived(msgs: Sequence[StreamMessage]) -> set[int]:
@@ -271,8 +283,7 @@ def _derived(msgs: Sequence[StreamMessage]) -> set[int]:
     return out
 
 
-def _pack(msgs: Sequence[StreamMessage], columns: bool) -> dict[str, Any]:
-    drop = _derived(msgs)
+def _pack(msgs: Sequence[StreamMessage], drop: set[int], columns: bool) -> dict[str, Any]:
     snaps = [[m.ts, m.seq, m.body] for i, m in enumerate(msgs) if m.base is None and i not in drop]
     patches = [m for m in msgs if m.base is not None]
     out: dict[str, Any] = {"v": 1, "snaps": snaps, "heads": [[m.ts, m.seq, m.base] for m in patches]}
@@ -307,14 +318,15 @@ def _unpack(d: dict[str, Any]) -> list[StreamMessage]:
         bodies: list[dict[str, Any]] = d["bodies"]
     else:
         paths, orders, cols = d["paths"], d["orders"], d["cols"]
+        shapes = [_shape(paths[i] for i in order) for order in orders]
         nxt = [0] * len(cols)
         bodies = []
         for o in d["po"]:
-            leaves = []
+            values = []
             for i in orders[o]:
-                leaves.append((paths[i], cols[i][nxt[i]]))
+                values.append(cols[i][nxt[i]])
                 nxt[i] += 1
-            bodies.append(_unflatten(leaves))
+            bodies.append(_build(shapes[o], iter(values)))
     out.extend(StreamMessage(float(ts), int(seq), int(base), body)
                for (ts, seq, base), body in zip(heads, bodies, strict=True))
     out.sort(key=lambda m: m.key)
@@ -330,12 +342,13 @@ def encode_block(msgs: Sequence[StreamMessage]) -> tuple[bytes, int, list[Stream
     of one minute (any order, no duplicates). The columns are used only when they decode back to
     exactly the patches given (compared as JSON, key order included)."""
     msgs = sorted(msgs, key=lambda m: m.key)
-    raw = _enc.encode(_pack(msgs, columns=True))
+    drop = _derived(msgs)
+    raw = _enc.encode(_pack(msgs, drop, columns=True))
     kept = _unpack(_dec_any.decode(raw))
-    want = [m for i, m in enumerate(msgs) if m.base is not None or i not in _derived(msgs)]
+    want = [m for i, m in enumerate(msgs) if i not in drop]
     if _canonical(kept) != _canonical(want):
         log.warning("view block: the patches by column did not decode back exactly; stored as they came")
-        raw = _enc.encode(_pack(msgs, columns=False))
+        raw = _enc.encode(_pack(msgs, drop, columns=False))
         kept = want
     return compress_block(raw), len(raw), kept
 
