@@ -35,11 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import asyncpg
 import msgspec
+import zstandard
 from bench_stream_bytes import COUNTERS, PROBES, SERVICES
 
 from history.second import second_record
 from history.store import Item, Writer
-from history.viewstream import StreamRow, compact, stream_row
+from history.viewstream import BLOCK_LEVEL, StreamRow, compact, stream_row
 from telemetry_bus.config import AggregatorConfig
 from telemetry_bus.contract import ViewPatch, ViewSnapshot, decode_event, decode_probe, encode, topics
 from telemetry_bus.fold import Fold
@@ -51,9 +52,10 @@ SNAPSHOT_EVERY = 10
 STREAM = ("view_stream", "view_blocks")
 
 
-def sample(n: int, seconds: int, warm: int, t0: float) -> list[list[Item]]:
+def sample(n: int, seconds: int, warm: int, t0: float) -> tuple[list[list[Item]], int]:
     """Per recorded second, the recorder's items: the view stream's rows, the second's record, the
-    event and the probe results."""
+    event and the probe results; and the bytes of the last view's ``services`` with the per-instance
+    detail (what the stream does not keep), zstd at the blocks' level."""
     rnd = random.Random(n)
     cfg = AggregatorConfig(max_instances_per_service=max(256, n))
     start = t0 - warm
@@ -63,6 +65,7 @@ def sample(n: int, seconds: int, warm: int, t0: float) -> list[list[Item]]:
     per = max(1, round(n / len(SERVICES)))
     cores = {(s, f"{s}-{i}"): ReporterCore(f"boot-{s}-{i}", 1.0, start) for i in range(per) for s in SERVICES}
     out: list[list[Item]] = []
+    last: dict[str, Any] = {}
     for sec in range(-warm, seconds):
         t = t0 + sec
         items: list[Item] = []
@@ -88,6 +91,7 @@ def sample(n: int, seconds: int, warm: int, t0: float) -> list[list[Item]]:
         res_ev = decode_event(ev)
         items.append(Item("event", t, msgspec.structs.asdict(res_ev), "delivery", "delivery-0"))
         out_t = fold.tick(t + 0.9)
+        last = out_t.view
         if sec < 0:
             continue
         rec = second_record(fold, out_t.view, out_t.ts, list(out_t.errors))
@@ -103,7 +107,8 @@ def sample(n: int, seconds: int, warm: int, t0: float) -> list[list[Item]]:
                                                                    state=out_t.view))))
         items.extend(Item("view", r[0].timestamp(), {"row": r}) for r in rows)
         out.append(items)
-    return out
+    detail = len(zstandard.ZstdCompressor(level=BLOCK_LEVEL).compress(encode(last["services"])))
+    return out, detail
 
 
 def shifted(items: list[Item], dt_s: float, dseq: int) -> list[Item]:
@@ -141,7 +146,7 @@ async def sizes(conn: asyncpg.Connection) -> dict[str, int]:
 async def measure(dsn: str, n: int, seconds: int, warm: int, reps: int) -> dict[str, Any]:
     t0 = float(int(time.time()) // 3600 * 3600 - 3 * 3600)  # an hour boundary, 3 h ago (within raw_hours)
     t = time.perf_counter()
-    per_sec = sample(n, seconds, warm, t0)
+    per_sec, detail = sample(n, seconds, warm, t0)
     gen_s = time.perf_counter() - t
     writer = Writer(dsn, 7, 48, 2)
     await writer.open()
@@ -177,7 +182,8 @@ async def measure(dsn: str, n: int, seconds: int, warm: int, reps: int) -> dict[
     rows_stream, rows_total = store(before, ("view_stream",))
     blk_stream, blk_total = store(after, STREAM)
     ev = sum(after[t] / total_s * keep[t] for t in ("events", "probe_results"))
-    return {"n": n, "ev": ev, "gen_s": gen_s, "pack_ms_per_block": pack_s / max(1, blocks) * 1000,
+    return {"n": n, "ev": ev, "detail": detail, "gen_s": gen_s,
+            "pack_ms_per_block": pack_s / max(1, blocks) * 1000,
             "after": after,
             "per_day": {t: after[t] / total_s * 86400 for t in after},
             "rows": (rows_stream, rows_total), "blocks": (blk_stream, blk_total)}
@@ -211,6 +217,11 @@ async def main() -> None:
                   f"which the view stream {bs / gib:.3f} GiB, events and probe results "
                   f"{r['ev'] / gib:.3f} GiB; "
                   f"packing {r['pack_ms_per_block']:.1f} ms a minute")
+            d = r["detail"]
+            print(f"  not kept: services with per-instance detail {d / 1024:.0f} KiB zstd a copy: once a "
+                  f"minute {d * 1440 / 2**20:.0f} MiB/day, every 10 s {d * 8640 / 2**20:.0f} MiB/day, every "
+                  f"15 min {d * 96 / 2**20:.1f} MiB/day (share with it once a minute: "
+                  f"{(bs + d * 1440 * 7) / (bt + d * 1440 * 7):.3f})")
             print(f"  without events and probe results in the store (series, states, stream only): "
                   f"{bs / (bt - r['ev']):.3f}")
             print(f"RESULT view stream share of the history store at {n:,} instances: {bs / bt:.3f} "

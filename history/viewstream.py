@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -238,28 +238,6 @@ def _flatten(d: dict[str, Any], prefix: tuple[str, ...], out: list[tuple[tuple[s
             out.append(((*prefix, k), v))  # a leaf: a value, a list, null, or an empty object
 
 
-#: The shape of one patch: its keys in order, each with the shape below it (None: a leaf value).
-_Shape = list[tuple[str, "_Shape | None"]]
-
-
-def _shape(paths: Iterable[Sequence[str]]) -> _Shape:
-    """The nested keys of leaf ``paths`` given depth first (as _flatten gives them)."""
-    root: dict[str, Any] = {}
-    for path in paths:
-        node = root
-        for k in path[:-1]:
-            node = node.setdefault(k, {})
-        node[path[-1]] = None
-
-    def conv(d: dict[str, Any]) -> _Shape:
-        return [(k, None if v is None else conv(v)) for k, v in d.items()]
-    return conv(root)
-
-
-def _build(shape: _Shape, values: Iterator[Any]) -> dict[str, Any]:
-    return {k: next(values) if sub is None else _build(sub, values) for k, sub in shape}
-
-
 def _derived(msgs: Sequence[StreamMessage]) -> set[int]:
     """Indexes of the snapshots that are exactly their predecessor plus the patches after it (the
     first snapshot is never one: nothing precedes it here)."""
@@ -309,26 +287,89 @@ def _pack(msgs: Sequence[StreamMessage], drop: set[int], columns: bool) -> dict[
     return out
 
 
-def _unpack(d: dict[str, Any]) -> list[StreamMessage]:
-    if d.get("v") != 1:
-        raise ValueError(f"view block version {d.get('v')!r} is not known")
-    out = [StreamMessage(float(ts), int(seq), None, body) for ts, seq, body in d["snaps"]]
-    heads = d["heads"]
-    if "bodies" in d:
-        bodies: list[dict[str, Any]] = d["bodies"]
+class _Packed(msgspec.Struct, frozen=True):
+    """A block's JSON as read back: the column values left as their JSON text (msgspec.Raw), pasted
+    into each patch's template and decoded once for all patches."""
+
+    v: int
+    snaps: list[tuple[float, int, dict[str, Any]]]
+    heads: list[tuple[float, int, int]]
+    bodies: list[dict[str, Any]] | None = None
+    paths: list[list[str]] = []
+    orders: list[list[int]] = []
+    po: list[int] = []
+    cols: list[list[msgspec.Raw]] = []
+
+
+_dec_packed: Final = msgspec.json.Decoder(_Packed)
+
+
+def _template(paths: Iterable[Sequence[str]]) -> list[bytes]:
+    """The JSON text of a patch with these leaf ``paths`` (depth first, as _flatten gives them) around
+    its leaf values: ``t[0] v0 t[1] v1 ... t[n]``. Paths not depth first would repeat a key: the check
+    in encode_block then stores the patches as they came."""
+    parts = [b"{"]
+    stack: list[str] = []
+    filled = [False]
+    for path in paths:
+        dirs = path[:-1]
+        c = 0
+        while c < len(stack) and c < len(dirs) and stack[c] == dirs[c]:
+            c += 1
+        while len(stack) > c:
+            stack.pop()
+            filled.pop()
+            parts[-1] += b"}"
+        for k in dirs[c:]:
+            parts[-1] += (b"," if filled[-1] else b"") + _enc.encode(k) + b":{"
+            filled[-1] = True
+            stack.append(k)
+            filled.append(False)
+        parts[-1] += (b"," if filled[-1] else b"") + _enc.encode(path[-1]) + b":"
+        filled[-1] = True
+        parts.append(b"")
+    parts[-1] += b"}" * (len(stack) + 1)
+    return parts
+
+
+def _unpack(raw: bytes, lo: float = -math.inf, hi: float = math.inf) -> list[StreamMessage]:
+    """The messages of a packed block (its JSON) in order; only those with ``lo <= ts <= hi`` (the
+    others' patches are not even built)."""
+    d = _dec_packed.decode(raw)
+    if d.v != 1:
+        raise ValueError(f"view block version {d.v!r} is not known")
+    out = [StreamMessage(float(ts), int(seq), None, body) for ts, seq, body in d.snaps if lo <= ts <= hi]
+    if d.bodies is not None:
+        out.extend(StreamMessage(float(ts), int(seq), int(base), body)
+                   for (ts, seq, base), body in zip(d.heads, d.bodies, strict=True) if lo <= ts <= hi)
     else:
-        paths, orders, cols = d["paths"], d["orders"], d["cols"]
-        shapes = [_shape(paths[i] for i in order) for order in orders]
-        nxt = [0] * len(cols)
-        bodies = []
-        for o in d["po"]:
-            values = []
-            for i in orders[o]:
-                values.append(cols[i][nxt[i]])
+        if len(d.po) != len(d.heads):
+            raise ValueError("view block: patches and heads differ in number")
+        templates: dict[int, list[bytes]] = {}
+        nxt = [0] * len(d.cols)
+        heads: list[tuple[float, int, int]] = []
+        pieces: list[Any] = [b"["]
+        for (ts, seq, base), o in zip(d.heads, d.po, strict=True):
+            order = d.orders[o]
+            if not lo <= ts <= hi:
+                for i in order:
+                    nxt[i] += 1
+                continue
+            tpl = templates.get(o)
+            if tpl is None:
+                tpl = templates[o] = _template(d.paths[i] for i in order)
+            if heads:
+                pieces.append(b",")
+            pieces.append(tpl[0])
+            for j, i in enumerate(order, 1):
+                pieces.append(d.cols[i][nxt[i]])
+                pieces.append(tpl[j])
                 nxt[i] += 1
-            bodies.append(_build(shapes[o], iter(values)))
-    out.extend(StreamMessage(float(ts), int(seq), int(base), body)
-               for (ts, seq, base), body in zip(heads, bodies, strict=True))
+            heads.append((ts, seq, base))
+        pieces.append(b"]")
+        bodies: list[dict[str, Any]] = _dec_any.decode(b"".join(pieces))
+        out.extend(StreamMessage(float(ts), int(seq), int(base), body)
+                   for (ts, seq, base), body in zip(heads, bodies, strict=True))
     out.sort(key=lambda m: m.key)
     return out
 
@@ -344,7 +385,7 @@ def encode_block(msgs: Sequence[StreamMessage]) -> tuple[bytes, int, list[Stream
     msgs = sorted(msgs, key=lambda m: m.key)
     drop = _derived(msgs)
     raw = _enc.encode(_pack(msgs, drop, columns=True))
-    kept = _unpack(_dec_any.decode(raw))
+    kept = _unpack(raw)
     want = [m for i, m in enumerate(msgs) if i not in drop]
     if _canonical(kept) != _canonical(want):
         log.warning("view block: the patches by column did not decode back exactly; stored as they came")
@@ -353,9 +394,9 @@ def encode_block(msgs: Sequence[StreamMessage]) -> tuple[bytes, int, list[Stream
     return compress_block(raw), len(raw), kept
 
 
-def decode_block(body: bytes) -> list[StreamMessage]:
-    """The messages a block keeps, in the stream's order."""
-    return _unpack(_dec_any.decode(decompress(body)))
+def decode_block(body: bytes, lo: float = -math.inf, hi: float = math.inf) -> list[StreamMessage]:
+    """The messages a block keeps, in the stream's order (those with ``lo <= ts <= hi``)."""
+    return _unpack(decompress(body), lo, hi)
 
 
 def _row_message(r: Any) -> StreamMessage:
@@ -413,8 +454,10 @@ async def oldest(conn: asyncpg.Connection) -> float | None:
     return None if t is None else float(t.timestamp())
 
 
-async def _start(conn: asyncpg.Connection, at: float) -> StreamMessage | None:
-    """The latest snapshot kept at or before ``at`` (within MAX_LOOKBACK_S), from a row or a block."""
+async def _start(conn: asyncpg.Connection, at: float,
+                 cache: dict[datetime, list[StreamMessage]]) -> StreamMessage | None:
+    """The latest snapshot kept at or before ``at`` (within MAX_LOOKBACK_S), from a row or a block (the
+    block's messages from that snapshot to ``at`` are left in ``cache``)."""
     t, lo = _at(at), _at(at - MAX_LOOKBACK_S)
     best: StreamMessage | None = None
     row = await conn.fetchrow(
@@ -422,19 +465,23 @@ async def _start(conn: asyncpg.Connection, at: float) -> StreamMessage | None:
         "ORDER BY ts DESC, seq DESC LIMIT 1", t, lo)
     if row is not None:
         best = _row_message(row)
-    blk = await conn.fetchval(
-        "SELECT body FROM view_blocks WHERE ts <= $1 AND ts > $2 AND first_snap <= $1 AND first_snap > $2 "
-        "ORDER BY ts DESC LIMIT 1", t, lo - timedelta(seconds=BLOCK_S))
-    if blk is not None:
-        for m in decode_block(blk):
-            if m.base is None and m.ts <= at and (best is None or m.key > best.key):
-                best = m
+    blk = await conn.fetchrow(
+        "SELECT ts, body, last_snap FROM view_blocks WHERE ts <= $1 AND ts > $2 AND first_snap <= $1 "
+        "AND first_snap > $2 ORDER BY ts DESC LIMIT 1", t, lo - timedelta(seconds=BLOCK_S))
+    if blk is not None and (best is None or blk["last_snap"].timestamp() >= best.ts):
+        msgs = decode_block(blk["body"], hi=at)
+        snaps = [m for m in msgs if m.base is None]
+        if snaps and (best is None or snaps[-1].key > best.key):
+            best = snaps[-1]
+            cache[blk["ts"]] = [m for m in msgs if m.key >= best.key]
     return best
 
 
-async def _between(conn: asyncpg.Connection, lo: float, hi: float, limit: int) -> list[StreamMessage]:
+async def _between(conn: asyncpg.Connection, lo: float, hi: float, limit: int,
+                   cache: dict[datetime, list[StreamMessage]] | None = None) -> list[StreamMessage]:
     """The messages with ``lo <= ts <= hi`` in order, from blocks and rows; when a source holds more
-    than ``limit`` there, only the part both sources are complete for (at least ``limit`` rows' worth)."""
+    than ``limit`` there, only the part both sources are complete for (at least ``limit`` rows' worth).
+    ``cache``: blocks already decoded (by their minute), their messages in ``[lo, hi]``."""
     a, b = _at(lo), _at(hi)
     out: dict[tuple[float, int, int], StreamMessage] = {}
     bound: tuple[float, int, int] | None = None
@@ -446,12 +493,14 @@ async def _between(conn: asyncpg.Connection, lo: float, hi: float, limit: int) -
     if len(rows) == limit:
         bound = max(out)
     nblocks = max(2, limit // BLOCK_S + 1)
-    blocks = await conn.fetch("SELECT ts, body FROM view_blocks WHERE ts > $1 AND ts <= $2 "
-                              "ORDER BY ts LIMIT $3", a - timedelta(seconds=BLOCK_S), b, nblocks)
+    cache = cache or {}
+    blocks = await conn.fetch("SELECT ts, CASE WHEN ts = ANY($4::timestamptz[]) THEN NULL ELSE body END "
+                              "AS body FROM view_blocks WHERE ts > $1 AND ts <= $2 ORDER BY ts LIMIT $3",
+                              a - timedelta(seconds=BLOCK_S), b, nblocks, list(cache))
     for r in blocks:
-        for m in decode_block(r["body"]):
-            if lo <= m.ts <= hi:
-                out.setdefault(m.key, m)
+        known = cache.get(r["ts"])
+        for m in decode_block(r["body"], lo, hi) if known is None else known:
+            out.setdefault(m.key, m)
     if len(blocks) == nblocks:
         end = (float(blocks[-1]["ts"].timestamp()) + BLOCK_S, -1, 0)  # before the next minute's first
         bound = end if bound is None else min(bound, end)
@@ -461,11 +510,12 @@ async def _between(conn: asyncpg.Connection, lo: float, hi: float, limit: int) -
 async def view_at(conn: asyncpg.Connection, at: float) -> ViewAt | None:
     """The view at the last recorded tick at or before ``at``; None when no snapshot precedes it (within
     a day)."""
+    cache: dict[datetime, list[StreamMessage]] = {}
     async with _read_only(conn):
-        snap = await _start(conn, at)
+        snap = await _start(conn, at, cache)
         if snap is None:
             return None
-        msgs = await _between(conn, snap.ts, at, MAX_PATCHES)
+        msgs = await _between(conn, snap.ts, at, MAX_PATCHES, cache)
     patches = ((m.ts, m.seq, m.base, m.body) for m in msgs if m.base is not None and m.key > snap.key)
     state, seq, ts, n, gap = replay(snap.body, snap.seq, snap.ts, patches)
     return ViewAt(state, seq, ts, snap.ts, n, gap)
