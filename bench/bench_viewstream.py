@@ -69,11 +69,12 @@ def stream(n: int, seconds: int, warm: int = 0) -> list[StreamRow]:
     rnd = random.Random(n)
     t0 = 1_800_000_000.0
     cfg = AggregatorConfig(max_instances_per_service=max(256, n))
-    fold = Fold(cfg, "$ops", t0)
+    fold = Fold(cfg, "$ops", t0 - warm)  # started before the warm-up: its series hold values, not nulls
     fold.view.add("graph", GraphSection(GraphConfig(), [*cfg.expected_services, *cfg.expected_probes]),
                   after="health")
     per = max(1, round(n / len(SERVICES)))
-    cores = {(s, f"{s}-{i}"): ReporterCore(f"boot-{s}-{i}", 1.0, t0) for i in range(per) for s in SERVICES}
+    cores = {(s, f"{s}-{i}"): ReporterCore(f"boot-{s}-{i}", 1.0, t0 - warm)
+             for i in range(per) for s in SERVICES}
     rows: list[StreamRow] = []
     for sec in range(-warm, seconds):
         t = t0 + sec

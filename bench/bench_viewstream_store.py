@@ -169,6 +169,8 @@ async def measure(dsn: str, n: int, seconds: int, warm: int, reps: int) -> dict[
             await conn.execute("VACUUM ANALYZE")
             after = await sizes(conn)
             blocks = int(await conn.fetchval("SELECT count(*) FROM view_blocks"))
+            shape = await conn.fetchrow("SELECT avg(length(body)) AS b, avg(messages) AS m, "
+                                        "avg(raw_len) AS r FROM view_blocks")
     finally:
         await writer.close()
     total_s = reps * seconds
@@ -182,11 +184,12 @@ async def measure(dsn: str, n: int, seconds: int, warm: int, reps: int) -> dict[
     rows_stream, rows_total = store(before, ("view_stream",))
     blk_stream, blk_total = store(after, STREAM)
     ev = sum(after[t] / total_s * keep[t] for t in ("events", "probe_results"))
-    return {"n": n, "ev": ev, "detail": detail, "gen_s": gen_s,
+    return {"n": n, "ev": ev, "detail": detail, "gen_s": gen_s, "blocks": blocks,
+            "block_bytes": float(shape["b"]), "block_msgs": float(shape["m"]), "block_raw": float(shape["r"]),
             "pack_ms_per_block": pack_s / max(1, blocks) * 1000,
             "after": after,
             "per_day": {t: after[t] / total_s * 86400 for t in after},
-            "rows": (rows_stream, rows_total), "blocks": (blk_stream, blk_total)}
+            "rows": (rows_stream, rows_total), "packed": (blk_stream, blk_total)}
 
 
 async def main() -> None:
@@ -212,7 +215,9 @@ async def main() -> None:
             print("  " + ", ".join(f"{t} {b / 2**20:.1f}" for t, b in sorted(r["per_day"].items(),
                                                                             key=lambda x: -x[1]) if b > 0))
             rs, rt = r["rows"]
-            bs, bt = r["blocks"]
+            bs, bt = r["packed"]
+            print(f"  {r['blocks']} blocks: {r['block_bytes'] / 1024:.1f} KiB each "
+                  f"({r['block_raw'] / 1024:.0f} KiB of JSON), {r['block_msgs']:.1f} messages kept each")
             print(f"  store in steady state (48 h of 1 s tables, 7 d of the rest): {bt / gib:.3f} GiB, of "
                   f"which the view stream {bs / gib:.3f} GiB, events and probe results "
                   f"{r['ev'] / gib:.3f} GiB; "

@@ -21,7 +21,7 @@ import asyncpg
 import msgspec
 
 from history.schema import drop_expired, ensure_partitions, migrate
-from history.viewstream import BLOCK_S, COMPACT_AFTER_S, COMPACT_MINUTES, compact
+from history.viewstream import BLOCK_S, COMPACT_AFTER_S, COMPACT_BLOCKS, compact
 from history.viewstream import INSERT_SQL as VIEW_INSERT_SQL
 from telemetry_bus.contract import Hist
 from telemetry_bus.histogram import WINDOW_MAX_BUCKETS, ExpHistogram
@@ -338,9 +338,9 @@ class Writer:
         return len(closed)
 
     async def compact_views(self, before: float | None = None) -> int:
-        """Pack the view stream's closed minutes into blocks (history/viewstream.compact): those ending
-        ``COMPACT_AFTER_S`` before the newest message written (or before ``before``), once a minute.
-        Returns the minutes packed."""
+        """Pack the view stream's closed blocks (history/viewstream.compact): those ending
+        ``COMPACT_AFTER_S`` before the newest message written (or before ``before``), once per block.
+        Returns the blocks packed."""
         if self.pool is None:
             return 0
         horizon = self._latest_view_ts - COMPACT_AFTER_S if before is None else before
@@ -349,7 +349,7 @@ class Writer:
             return 0
         async with self.pool.acquire() as conn:
             n = await compact(conn, horizon)
-        if n < COMPACT_MINUTES:
+        if n < COMPACT_BLOCKS:
             self._packed_before = horizon  # else more to pack: again on the next call
         return n
 

@@ -15,19 +15,20 @@ at the last tick before the gap, and ``meta.generated_at`` says which tick it is
     row = stream_row("patch", payload)               # at arrival (recorder), None for a bad message
     await conn.executemany(INSERT_SQL, [row, ...])   # in the recorder's batch
     found = await view_at(conn, at)                  # ViewAt | None; oldest(conn) for the 404
-    await compact(conn, before)                      # recorder: pack closed minutes into view_blocks
+    await compact(conn, before)                      # recorder: pack closed blocks into view_blocks
 
 **Blocks** (schema version 6): a row per message is what arrives, but it costs ~1 KB a second even
 compressed (each patch alone repeats its keys; the row and its index entry cost ~60 B more). The
-recorder therefore packs every closed minute (``COMPACT_AFTER_S`` behind the newest message) into one
-row of ``view_blocks``: the minute's first snapshot whole, every later snapshot that is *not* exactly
-what its predecessor and the patches after it give (after a lost patch or an aggregator restart; the
-others are verified equal and dropped, they add nothing), and the patches **by column** (every leaf
-path of the minute's patches once, then each path's values in order, and each patch's order of paths),
+recorder therefore packs every closed block of ``BLOCK_S`` (5 min; ``COMPACT_AFTER_S`` behind the newest
+message) into one row of ``view_blocks``: the first snapshot of each minute whole, every other snapshot
+that is *not* exactly what its predecessor and the patches after it give (after a lost patch or an
+aggregator restart; the others are verified equal and dropped, they add nothing), and the patches **by
+column** (every leaf path of the block's patches once, then each path's values in order, and each
+patch's order of paths),
 all one zstd frame (level ``BLOCK_LEVEL``). :func:`encode_block` checks that :func:`decode_block` gives
 every kept message back exactly before it is stored (otherwise the patches are stored as they came).
-Readers see the union of ``view_blocks`` and the per-message rows (a late message of a packed minute
-waits in ``view_stream`` until the next compaction re-packs that minute), in one REPEATABLE READ
+Readers see the union of ``view_blocks`` and the per-message rows (a late message of a packed block
+waits in ``view_stream`` until the next compaction re-packs that block), in one REPEATABLE READ
 snapshot of the database, so a compaction running meanwhile is never half seen.
 """
 
@@ -52,9 +53,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("opsdash.history.viewstream")
 
-__all__ = ["BLOCKS_SQL", "BLOCK_S", "COMPACT_AFTER_S", "INSERT_SQL", "MAX_PATCHES", "MIGRATION_SQL",
-           "StreamMessage", "StreamRow", "ViewAt", "compact", "compress", "decode_block", "decompress",
-           "encode_block", "messages_after", "oldest", "replay", "stream_row", "view_at"]
+__all__ = ["BLOCKS_SQL", "BLOCK_S", "COMPACT_AFTER_S", "COMPACT_BLOCKS", "INSERT_SQL", "KEEP_SNAPSHOT_S",
+           "MAX_PATCHES", "MIGRATION_SQL", "StreamMessage", "StreamRow", "ViewAt", "compact", "compress",
+           "decode_block", "decompress", "encode_block", "messages_after", "oldest", "replay", "stream_row",
+           "view_at"]
 
 #: Schema (a migration of history/schema.py). ``snap`` first in the key: the query walks the snapshots
 #: alone (one row in ~10-100) backwards from T. ``body`` is already compressed: EXTERNAL keeps
@@ -72,7 +74,7 @@ CREATE TABLE view_stream (
 ALTER TABLE view_stream ALTER COLUMN body SET STORAGE EXTERNAL;
 """
 
-#: Schema version 6: the closed minutes of the stream, packed (module docstring). ``ts`` the minute's
+#: Schema version 6: the closed blocks of the stream, packed (module docstring). ``ts`` the block's
 #: start; ``first_snap`` / ``last_snap`` the first and last snapshot kept whole in it (NULL: none).
 BLOCKS_SQL: Final = """
 CREATE TABLE view_blocks (
@@ -96,15 +98,18 @@ MAX_PATCHES: Final = 2000
 #: How far back a snapshot is looked for (an aggregator silent longer than this: 404 for that moment).
 MAX_LOOKBACK_S: Final = 86400.0
 LEVEL: Final = 3
-#: A block is one minute of the stream (aligned to the epoch, like the rollups).
-BLOCK_S: Final = 60
-#: A minute is packed once the newest message is this far past its end (late messages of a packed
-#: minute are packed again with it: nothing is lost, it only costs another compaction).
+#: A block is five minutes of the stream (aligned to the epoch, like the rollups): the first snapshot
+#: of each minute is kept (at most ~60 patches to apply for a moment), the snapshots between are not.
+BLOCK_S: Final = 300
+#: A snapshot is kept at least this often in a block, derivable or not.
+KEEP_SNAPSHOT_S: Final = 60
+#: A block is packed once the newest message is this far past its end (late messages of a packed
+#: block are packed again with it: nothing is lost, it only costs another compaction).
 COMPACT_AFTER_S: Final = 120.0
-#: zstd level of a block (one compression a minute: ~10 ms; level 19 took ~180 ms for ~15 % less).
+#: zstd level of a block (one compression every 5 min; level 19 took ~15x the time for ~15 % less).
 BLOCK_LEVEL: Final = 9
-#: Most minutes packed by one compact() call (a database upgraded with days of rows catches up in steps).
-COMPACT_MINUTES: Final = 60
+#: Most blocks packed by one compact() call (a database upgraded with days of rows catches up in steps).
+COMPACT_BLOCKS: Final = 12
 
 _enc: Final = msgspec.json.Encoder()
 _dec_snapshot: Final = msgspec.json.Decoder(ViewSnapshot)
@@ -228,7 +233,7 @@ class StreamMessage:
         return (self.ts, self.seq, int(self.base is None))
 
 
-# -- blocks: a minute of the stream packed in one row (module docstring) -----------------------------
+# -- blocks: 5 minutes of the stream packed in one row (module docstring) -----------------------------
 
 def _flatten(d: dict[str, Any], prefix: tuple[str, ...], out: list[tuple[tuple[str, ...], Any]]) -> None:
     for k, v in d.items():
@@ -239,17 +244,20 @@ def _flatten(d: dict[str, Any], prefix: tuple[str, ...], out: list[tuple[tuple[s
 
 
 def _derived(msgs: Sequence[StreamMessage]) -> set[int]:
-    """Indexes of the snapshots that are exactly their predecessor plus the patches after it (the
-    first snapshot is never one: nothing precedes it here)."""
+    """Indexes of the snapshots that are exactly their predecessor plus the patches after it and need
+    not be kept (the first snapshot of each ``KEEP_SNAPSHOT_S`` is kept all the same)."""
     out: set[int] = set()
     state: dict[str, Any] | None = None
     seq = -1
+    kept_in = -1  # the KEEP_SNAPSHOT_S period of the last snapshot kept
     for i, m in enumerate(msgs):
         if m.base is None:
-            if state is not None and m.seq == seq and _enc_sorted.encode(state) == _enc_sorted.encode(m.body):
+            period = int(m.ts // KEEP_SNAPSHOT_S)
+            if (state is not None and m.seq == seq and period == kept_in
+                    and _enc_sorted.encode(state) == _enc_sorted.encode(m.body)):
                 out.add(i)
             else:
-                state, seq = m.body, m.seq
+                state, seq, kept_in = m.body, m.seq, period
         elif state is not None:
             if m.seq <= seq:
                 continue
@@ -292,7 +300,7 @@ class _Packed(msgspec.Struct, frozen=True):
     into each patch's template and decoded once for all patches."""
 
     v: int
-    snaps: list[tuple[float, int, dict[str, Any]]]
+    snaps: list[tuple[float, int, msgspec.Raw]]
     heads: list[tuple[float, int, int]]
     bodies: list[dict[str, Any]] | None = None
     paths: list[list[str]] = []
@@ -332,13 +340,17 @@ def _template(paths: Iterable[Sequence[str]]) -> list[bytes]:
     return parts
 
 
-def _unpack(raw: bytes, lo: float = -math.inf, hi: float = math.inf) -> list[StreamMessage]:
+def _unpack(raw: bytes, lo: float = -math.inf, hi: float = math.inf,
+            from_snapshot: bool = False) -> list[StreamMessage]:
     """The messages of a packed block (its JSON) in order; only those with ``lo <= ts <= hi`` (the
-    others' patches are not even built)."""
+    others are not even decoded); ``from_snapshot``: from the last snapshot at or before ``hi`` on."""
     d = _dec_packed.decode(raw)
     if d.v != 1:
         raise ValueError(f"view block version {d.v!r} is not known")
-    out = [StreamMessage(float(ts), int(seq), None, body) for ts, seq, body in d.snaps if lo <= ts <= hi]
+    if from_snapshot:
+        lo = max([lo, *(ts for ts, _, _ in d.snaps if ts <= hi)])
+    out = [StreamMessage(float(ts), int(seq), None, _dec_any.decode(body)) for ts, seq, body in d.snaps
+           if lo <= ts <= hi]
     if d.bodies is not None:
         out.extend(StreamMessage(float(ts), int(seq), int(base), body)
                    for (ts, seq, base), body in zip(d.heads, d.bodies, strict=True) if lo <= ts <= hi)
@@ -380,7 +392,7 @@ def _canonical(msgs: Iterable[StreamMessage]) -> list[bytes]:
 
 def encode_block(msgs: Sequence[StreamMessage]) -> tuple[bytes, int, list[StreamMessage]]:
     """One block's body (zstd), its raw length and the messages it keeps (in order), from the messages
-    of one minute (any order, no duplicates). The columns are used only when they decode back to
+    of one block (any order, no duplicates). The columns are used only when they decode back to
     exactly the patches given (compared as JSON, key order included)."""
     msgs = sorted(msgs, key=lambda m: m.key)
     drop = _derived(msgs)
@@ -394,9 +406,11 @@ def encode_block(msgs: Sequence[StreamMessage]) -> tuple[bytes, int, list[Stream
     return compress_block(raw), len(raw), kept
 
 
-def decode_block(body: bytes, lo: float = -math.inf, hi: float = math.inf) -> list[StreamMessage]:
-    """The messages a block keeps, in the stream's order (those with ``lo <= ts <= hi``)."""
-    return _unpack(decompress(body), lo, hi)
+def decode_block(body: bytes, lo: float = -math.inf, hi: float = math.inf,
+                 from_snapshot: bool = False) -> list[StreamMessage]:
+    """The messages a block keeps, in the stream's order (those with ``lo <= ts <= hi``;
+    ``from_snapshot``: from the last snapshot at or before ``hi``)."""
+    return _unpack(decompress(body), lo, hi, from_snapshot)
 
 
 def _row_message(r: Any) -> StreamMessage:
@@ -404,15 +418,15 @@ def _row_message(r: Any) -> StreamMessage:
                          _dec_any.decode(decompress(r["body"])))
 
 
-async def compact(conn: asyncpg.Connection, before: float, limit: int = COMPACT_MINUTES) -> int:
-    """Pack the per-message rows of every minute that ends at or before ``before`` into its block (with
-    what the block already holds). Each minute in its own transaction: the rows are deleted and their
-    block written together. Returns the minutes packed (at most ``limit``)."""
+async def compact(conn: asyncpg.Connection, before: float, limit: int = COMPACT_BLOCKS) -> int:
+    """Pack the per-message rows of every block that ends at or before ``before`` (with what the block
+    already holds). Each block in its own transaction: the rows are deleted and their block written
+    together. Returns the blocks packed (at most ``limit``)."""
     end = datetime.fromtimestamp(before - before % BLOCK_S, UTC)
-    minutes = await conn.fetch(
-        "SELECT DISTINCT date_bin('1 minute', ts, 'epoch') AS m FROM view_stream WHERE ts < $1 "
+    starts = await conn.fetch(
+        f"SELECT DISTINCT date_bin('{BLOCK_S} seconds', ts, 'epoch') AS m FROM view_stream WHERE ts < $1 "
         "ORDER BY m LIMIT $2", end, limit)
-    for r in minutes:
+    for r in starts:
         lo: datetime = r["m"]
         hi = lo + timedelta(seconds=BLOCK_S)
         async with conn.transaction():
@@ -432,7 +446,7 @@ async def compact(conn: asyncpg.Connection, before: float, limit: int = COMPACT_
                 "messages = EXCLUDED.messages, raw_len = EXCLUDED.raw_len, body = EXCLUDED.body",
                 lo, snaps[0] if snaps else None, snaps[-1] if snaps else None,
                 len(kept), raw_len, body)
-    return len(minutes)
+    return len(starts)
 
 
 # -- reading: the union of blocks and per-message rows ----------------------------------------------
@@ -469,7 +483,7 @@ async def _start(conn: asyncpg.Connection, at: float,
         "SELECT ts, body, last_snap FROM view_blocks WHERE ts <= $1 AND ts > $2 AND first_snap <= $1 "
         "AND first_snap > $2 ORDER BY ts DESC LIMIT 1", t, lo - timedelta(seconds=BLOCK_S))
     if blk is not None and (best is None or blk["last_snap"].timestamp() >= best.ts):
-        msgs = decode_block(blk["body"], hi=at)
+        msgs = decode_block(blk["body"], hi=at, from_snapshot=True)
         snaps = [m for m in msgs if m.base is None]
         if snaps and (best is None or snaps[-1].key > best.key):
             best = snaps[-1]
@@ -481,7 +495,7 @@ async def _between(conn: asyncpg.Connection, lo: float, hi: float, limit: int,
                    cache: dict[datetime, list[StreamMessage]] | None = None) -> list[StreamMessage]:
     """The messages with ``lo <= ts <= hi`` in order, from blocks and rows; when a source holds more
     than ``limit`` there, only the part both sources are complete for (at least ``limit`` rows' worth).
-    ``cache``: blocks already decoded (by their minute), their messages in ``[lo, hi]``."""
+    ``cache``: blocks already decoded (by their start), their messages in ``[lo, hi]``."""
     a, b = _at(lo), _at(hi)
     out: dict[tuple[float, int, int], StreamMessage] = {}
     bound: tuple[float, int, int] | None = None
@@ -502,7 +516,7 @@ async def _between(conn: asyncpg.Connection, lo: float, hi: float, limit: int,
         for m in decode_block(r["body"], lo, hi) if known is None else known:
             out.setdefault(m.key, m)
     if len(blocks) == nblocks:
-        end = (float(blocks[-1]["ts"].timestamp()) + BLOCK_S, -1, 0)  # before the next minute's first
+        end = (float(blocks[-1]["ts"].timestamp()) + BLOCK_S, -1, 0)  # before the next block's first
         bound = end if bound is None else min(bound, end)
     return [out[k] for k in sorted(out) if bound is None or k <= bound]
 
