@@ -1,6 +1,6 @@
 """The view stream of time travel (issue 19): bytes per day, and the time of ``view?at=``.
 
-    .venv/bin/python bench/bench_viewstream.py [--instances 9 2000] [--seconds 120] [--days 7]
+    .venv/bin/python bench/bench_viewstream.py [--instances 9 2000] [--seconds 300] [--days 7]
 
 Everything real but the platform: the real fold (as bench/bench_stream_bytes.py drives it: the seed's
 four services, 20 series per instance, one error a second, the four probes) publishes a snapshot every
@@ -200,7 +200,7 @@ def pct(v: list[float], q: float) -> float:
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--instances", type=int, nargs="+", default=[9, 2000])
-    ap.add_argument("--seconds", type=int, default=120)
+    ap.add_argument("--seconds", type=int, default=BLOCK_S, help="a multiple of the blocks' 5 min")
     ap.add_argument("--days", type=int, default=7)
     ap.add_argument("--warm", type=int, nargs="+", default=[900, 0],
                     help="ticks before recording, per --instances (900: series full, as after 15 min)")

@@ -1,6 +1,6 @@
 """The view stream's share of the whole history store (issue 19 aim: <= 20 % at 2,000 instances).
 
-    .venv/bin/python bench/bench_viewstream_store.py [--instances 200 2000] [--seconds 120] [--warm 900 120]
+    .venv/bin/python bench/bench_viewstream_store.py [--instances 200 2000] [--seconds 300] [--warm 900 300]
 
 Everything real but the platform: the real fold (bench_stream_bytes.py's load: the seed's four
 services, 20 series per instance, one error event a second, four probes) ticks every second; what the
@@ -11,7 +11,9 @@ recorder's own ``Writer`` (history/store.py) into a private PostgreSQL 15, then 
 stream packed into minute blocks (history/viewstream.compact), as the recorder does.
 
 The ``--seconds`` sample is written again shifted in time (seq and ts) to make an hour, so a table's
-fixed pages (index roots, free-space maps, empty partitions) do not count as per-second bytes. Each
+fixed pages (index roots, free-space maps, empty partitions) do not count as per-second bytes. The
+sample is a whole number of the stream's blocks (5 min) and starts at a block's start, so no block
+holds two copies of it (zstd would find the repetition and flatter the figure). Each
 table's bytes per second (whole relations: heap, TOAST, indexes, after VACUUM) x what the retention
 keeps (``raw_hours`` 48 for the 1 s tables, ``retention_days`` 7 for the rest) is its share of the
 store in steady state. Baseline in the same run: the stream as rows of one message each (zstd per row,
@@ -40,7 +42,7 @@ from bench_stream_bytes import COUNTERS, PROBES, SERVICES
 
 from history.second import second_record
 from history.store import Item, Writer
-from history.viewstream import BLOCK_LEVEL, StreamRow, compact, stream_row
+from history.viewstream import BLOCK_LEVEL, BLOCK_S, StreamRow, compact, stream_row
 from telemetry_bus.config import AggregatorConfig
 from telemetry_bus.contract import ViewPatch, ViewSnapshot, decode_event, decode_probe, encode, topics
 from telemetry_bus.fold import Fold
@@ -145,6 +147,7 @@ async def sizes(conn: asyncpg.Connection) -> dict[str, int]:
 
 async def measure(dsn: str, n: int, seconds: int, warm: int, reps: int) -> dict[str, Any]:
     t0 = float(int(time.time()) // 3600 * 3600 - 3 * 3600)  # an hour boundary, 3 h ago (within raw_hours)
+    assert t0 % BLOCK_S == 0 and seconds % BLOCK_S == 0  # every copy fills its own blocks
     t = time.perf_counter()
     per_sec, detail = sample(n, seconds, warm, t0)
     gen_s = time.perf_counter() - t
@@ -195,11 +198,13 @@ async def measure(dsn: str, n: int, seconds: int, warm: int, reps: int) -> dict[
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--instances", type=int, nargs="+", default=[200, 2000])
-    ap.add_argument("--seconds", type=int, default=120)
-    ap.add_argument("--warm", type=int, nargs="+", default=[900, 120],
+    ap.add_argument("--seconds", type=int, default=BLOCK_S)
+    ap.add_argument("--warm", type=int, nargs="+", default=[900, 300],
                     help="ticks before recording, per --instances (900: series full, as after 15 min)")
     ap.add_argument("--hours", type=float, default=1.0, help="the sample repeated to this long")
     args = ap.parse_args()
+    if args.seconds % BLOCK_S:
+        ap.error(f"--seconds: a multiple of the stream's block ({BLOCK_S} s)")
     pg = PrivatePostgres(Path(tempfile.mkdtemp(prefix="opsdash-bench-vss-"))).start()
     gib = 2 ** 30
     try:

@@ -26,8 +26,10 @@ class HistoryConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
 class RecorderConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     #: Messages held while the database is slow or away (in order; the oldest are dropped and counted
-    #: beyond this). One second of the platform is one message (~8 KB at 200 series) plus its events:
-    #: 7,200 ~ two hours, ~60 MB.
+    #: beyond this). Every kind counts, the view stream's snapshots and patches too (one buffer): one
+    #: second of the platform is its record (~8 KB at 200 series), a view patch (~1 KB, compressed at
+    #: arrival) and a tenth of a snapshot, plus its events and probe results: 7,200 ~ 55 min without
+    #: events, ~30 min at one event a second and four probes every 5 s; ~30 MB.
     buffer: Annotated[int, msgspec.Meta(ge=10, le=10_000_000)] = 7_200
     #: Most messages written in one transaction (a backlog is written in such batches).
     batch: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 2_000

@@ -161,9 +161,20 @@ async def test_buffer_overflow_counts_drops_and_leaves_the_live_path_alone(
         await eventually(lambda: stack.recorder.db_up, timeout=10, what="database up")
         private_pg.stop()
         before = stack.aggregator.published_patches
+        held: list[int] = []
+        kinds: set[str] = set()
+
+        async def sample() -> None:  # one buffer, one bound: the view stream's messages count with the rest
+            while True:
+                held.append(len(stack.recorder.buffer))
+                kinds.update(it.kind for _, _, it in stack.recorder.buffer)
+                await asyncio.sleep(0.05)
+        sampler = asyncio.create_task(sample())
         _total, _s, reps = await traffic(mosquitto.url, 16)
+        await cancel_and_wait([sampler])
         assert stack.recorder.drops > 0
-        assert len(stack.recorder.buffer) <= 10
+        assert len(stack.recorder.buffer) <= 10 and max(held) <= 10
+        assert {"view", "second"} <= kinds, kinds
         assert not stack.recorder.db_up and stack.recorder.db_error
         assert stack.aggregator.published_patches - before >= 12  # live path undisturbed
         # what it shows on the bus: degraded, with the drops counted

@@ -27,6 +27,7 @@ from gateway.server import Gateway
 from gateway.view_api import LIVE_MARGIN_S
 from history.config import HistoryConfig
 from history.viewstream import (
+    BLOCK_S,
     StreamMessage,
     compact,
     decode_block,
@@ -130,7 +131,7 @@ async def test_view_at_gives_back_the_views_a_live_client_held(mosquitto: Mosqui
 
         await _check_replay(ws_url, held)
 
-        # the minutes packed into blocks (history/viewstream.compact, as the recorder does 2 min later):
+        # packed into blocks (history/viewstream.compact, as the recorder does 2 min after a block):
         # the same answers, from blocks holding fewer snapshots than were published
         packed = await _pack_all(stack3, last_ts)
         assert packed["rows"] == 0 and packed["blocks"] >= 1, packed
@@ -170,14 +171,14 @@ async def _check_moments(http: httpx.AsyncClient, held: list[tuple[int, float, d
 
 
 async def _pack_all(stack: Stack, upto: float) -> dict[str, int]:
-    """Pack every minute recorded so far into blocks (as the recorder does 2 min after a minute);
-    what the tables hold then up to ``upto``."""
+    """Pack every block recorded so far (as the recorder does 2 min after a block's end); what the
+    tables hold then up to ``upto``."""
     writer = stack.recorder.writer
     assert writer.pool is not None
     async with writer.pool.acquire() as conn:
         published = int(await conn.fetchval("SELECT count(*) FROM view_stream WHERE snap"))
-        assert await writer.compact_views(before=time.time() + 120) >= 1
-        await compact(conn, time.time() + 180)  # the rows written meanwhile
+        assert await writer.compact_views(before=time.time() + BLOCK_S + 1) >= 1
+        await compact(conn, time.time() + 2 * BLOCK_S)  # the rows written meanwhile
         snaps = 0
         for r in await conn.fetch("SELECT body FROM view_blocks"):
             snaps += sum(1 for m in decode_block(r["body"]) if m.base is None)
