@@ -226,7 +226,7 @@ async def main() -> None:
             print(f"  store in steady state (48 h of 1 s tables, 7 d of the rest): {bt / gib:.3f} GiB, of "
                   f"which the view stream {bs / gib:.3f} GiB, events and probe results "
                   f"{r['ev'] / gib:.3f} GiB; "
-                  f"packing {r['pack_ms_per_block']:.1f} ms a minute")
+                  f"packing {r['pack_ms_per_block']:.1f} ms a block of {BLOCK_S // 60} min")
             d = r["detail"]
             print(f"  not kept: services with per-instance detail {d / 1024:.0f} KiB zstd a copy: once a "
                   f"minute {d * 1440 / 2**20:.0f} MiB/day, every 10 s {d * 8640 / 2**20:.0f} MiB/day, every "
