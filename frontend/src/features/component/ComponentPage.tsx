@@ -321,7 +321,7 @@ export function ComponentPage() {
     return (
       <section class="component-page" data-testid="component-page" data-state="unknown">
         <h2>No component “{name}”</h2>
-        <p>The live view has no component of that name. The <a href="/graph">dependency graph</a> lists them all.</p>
+        <p>The {replayAt === null ? "live view" : "view of that moment"} has no component of that name. The <a href="/graph">dependency graph</a> lists them all.</p>
       </section>
     );
   }
