@@ -82,6 +82,23 @@ describe("ReplayController over the live connection", () => {
     client.stop();
   });
 
+  it("a gap in the replayed frames asks for the replay again from the clock (no resync during a replay)", async () => {
+    const { client, ctl } = setup();
+    client.start();
+    await tick();
+    const ws = FakeWS.last!;
+    ws.open();
+    ctl.dispatch({ type: "seek", at: T, now: 1_000_000 });
+    ws.receive({ type: "replay", ok: true, from: T, speed: 0, seq: 4 });
+    ws.receive({ type: "snapshot", replay: true, seq: 4, state: { meta: { seq: 4, generated_at: T } } });
+    const before = ws.sent.length;
+    ws.receive({ type: "patch", replay: true, seq: 7, base: 6, ts: T + 3, patch: {} }); // 5 and 6 lost
+    expect(ws.sent.slice(before)).toEqual([{ type: "resync" }, { type: "replay", from: T, speed: 0 }]);
+    ws.receive({ type: "patch", replay: true, seq: 8, base: 7, ts: T + 4, patch: {} }); // still in the gap
+    expect(ws.sent.length).toBe(before + 2); // asked once
+    client.stop();
+  });
+
   it("back to live sends live and removes the moment from the URL", async () => {
     const { client, ctl, urls } = setup();
     client.start();

@@ -12,6 +12,9 @@ export class ReplayController {
   private state: ReplayState = initialReplay;
   private listeners = new Set<Listener>();
   private readonly off: () => void;
+  private readonly offGap: () => void;
+  /** The live reducer's gap count last seen: each new gap in replayed frames asks again, once. */
+  private gaps = 0;
 
   constructor(
     private readonly client: LiveClient,
@@ -20,6 +23,13 @@ export class ReplayController {
     private readonly now: () => number = Date.now,
   ) {
     this.off = client.onReplay((frame) => this.dispatch({ type: "frame", frame, now: this.now() }));
+    // A gap in replayed frames (one lost on the way): the gateway answers no resync during a replay,
+    // so the replay is asked for again from where the clock stands; its snapshot ends the gap.
+    this.offGap = client.subscribe((live) => {
+      if (live.counters.gaps === this.gaps) return;
+      this.gaps = live.counters.gaps;
+      if (live.replay && this.state.phase === "running") this.dispatch({ type: "resume", now: this.now() });
+    });
     // after every hello (reconnect, other sections) the replay is asked for again from where it stands
     client.setResume(() => {
       const { state, send } = stepReplay(this.state, { type: "resume", now: this.now() });
@@ -46,6 +56,7 @@ export class ReplayController {
 
   dispose(): void {
     this.off();
+    this.offGap();
     this.client.setResume(null);
   }
 
