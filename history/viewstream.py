@@ -108,8 +108,9 @@ KEEP_SNAPSHOT_S: Final = 60
 COMPACT_AFTER_S: Final = 120.0
 #: zstd level of a block (one compression every 5 min; level 19 took ~15x the time for ~15 % less).
 BLOCK_LEVEL: Final = 9
-#: Most blocks packed by one compact() call (a database upgraded with days of rows catches up in steps).
-COMPACT_BLOCKS: Final = 12
+#: Most blocks packed by one compact() call: the recorder's writer packs between its batches, so this
+#: bounds the pause (~0.1-0.7 s a block); a database upgraded with days of rows catches up in steps.
+COMPACT_BLOCKS: Final = 2
 
 _enc: Final = msgspec.json.Encoder()
 _dec_snapshot: Final = msgspec.json.Decoder(ViewSnapshot)

@@ -178,7 +178,8 @@ async def _pack_all(stack: Stack, upto: float) -> dict[str, int]:
     async with writer.pool.acquire() as conn:
         published = int(await conn.fetchval("SELECT count(*) FROM view_stream WHERE snap"))
         assert await writer.compact_views(before=time.time() + BLOCK_S + 1) >= 1
-        await compact(conn, time.time() + 2 * BLOCK_S)  # the rows written meanwhile
+        while await compact(conn, time.time() + 2 * BLOCK_S):  # the rest, and the rows written meanwhile
+            pass
         snaps = 0
         for r in await conn.fetch("SELECT body FROM view_blocks"):
             snaps += sum(1 for m in decode_block(r["body"]) if m.base is None)
