@@ -235,7 +235,7 @@ async def main() -> None:
         t = time.perf_counter()
         end = await fill(conn, demo_rows, args.seconds, args.days)
         count = await conn.fetchval("SELECT count(*) FROM view_blocks")
-        print(f"# view_blocks filled: {count:,} packed minutes = {args.days} d at {args.instances[0]} "
+        print(f"# view_blocks filled: {count:,} packed blocks = {args.days} d at {args.instances[0]} "
               f"instances "
               f"in {time.perf_counter() - t:.0f} s")
         rebuild, base = await timings(conn, end - args.days * 86400, end)
