@@ -2,7 +2,7 @@
 
 The view as the aggregator published it at the last tick at or before ``T`` (times as the history
 endpoints take them: Unix seconds, ISO 8601, ``now``, ``-15m``), rebuilt from the recorded view stream
-(history/viewstream.py): the latest snapshot at or before ``T`` plus the patches after it, applied as a
+(history/viewstream.py): the latest kept snapshot at or before ``T`` plus the patches after it, applied as a
 live client applies them, so every section is what a client of the default stream held then;
 ``meta.generated_at`` (and ``meta.seq``) say which tick. ``sections`` as on the WebSocket (``meta``
 always); ``services/<name>`` (per-instance detail) is not recorded: 400.

@@ -7,7 +7,7 @@ The recorder stores each ``<root>/v1/view/snapshot`` (every 10 s, at start, afte
 does not grow with the platform) and compressed with zstd (level 3), each row on its own (measured
 against PostgreSQL's TOAST pglz and lz4 in bench/bench_viewstream.py; docs/history.md).
 
-The view at ``T`` is the latest snapshot at or before ``T`` plus the patches after it up to ``T``,
+The view at ``T`` is the latest kept snapshot at or before ``T`` plus the patches after it up to ``T``,
 applied with :func:`telemetry_bus.view_diff.apply_view_patch` exactly as a live client applies them;
 a patch whose ``base`` is not the seq held is a gap (QoS 0 patches can be lost): the view then stays
 at the last tick before the gap, and ``meta.generated_at`` says which tick it is.
