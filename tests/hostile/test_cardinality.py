@@ -23,7 +23,7 @@ from typing import Any
 
 from tests.conftest import eventually
 from tests.faults.conftest import StartAggregator
-from tests.support.servers import ROOT, Mosquitto
+from tests.support.servers import ROOT, Mosquitto, scaled
 
 N = 100_000
 _SKIP = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType)
@@ -42,6 +42,31 @@ def deep_size(root: Any, exclude: tuple[Any, ...] = ()) -> int:
     return size
 
 
+async def all_folded(fold: Any, sent: int, what: str, stall_s: float = 20.0) -> None:
+    """Wait until every message sent is folded or quarantined: as long as the count still grows (a loaded
+    machine folds 100,000 messages slowly), failing once it has not moved for ``stall_s`` (scaled)."""
+    loop = asyncio.get_running_loop()
+    last, moved = -1, loop.time()
+    while (done := fold.folded + fold.quarantined) != sent:
+        if done != last:
+            last, moved = done, loop.time()
+        elif loop.time() - moved > scaled(stall_s):
+            raise AssertionError(f"{what}: {done:,} of {sent:,} folded or quarantined, "
+                                 f"none more for {stall_s:g} s")
+        await asyncio.sleep(0.05)
+
+
+async def in_the_view(agg: Any) -> None:
+    """Every message so far counted in a view, and two ticks since: the fold's current and previous
+    views (part of its size) both show the flood, at the first measurement as at the second. On a
+    loaded machine the tick comes late; measured before it, the first size was smaller."""
+    fold = agg.fold
+    await eventually(lambda: agg.last is not None and agg.last.view["meta"]["quarantined"] == fold.quarantined,
+                     20, what="counted in the view")
+    seq = agg.last.seq
+    await eventually(lambda: agg.last.seq >= seq + 2, 20, what="two more ticks")
+
+
 def flood(broker: Mosquitto, n: int, t: float, prefix: str) -> int:
     out = subprocess.run([sys.executable, "-m", "tests.hostile.flood_proc", broker.host, str(broker.port),
                           str(n), str(t), prefix], cwd=ROOT, capture_output=True, text=True, check=True,
@@ -58,14 +83,13 @@ async def test_cardinality_attack_stays_under_the_caps(mosquitto: Mosquitto,
     fold, cfg = agg.fold, agg.fold.cfg
     t = time.time()
     sent1 = await asyncio.to_thread(flood, mosquitto, N // 10, t, "a")
-    await eventually(lambda: fold.folded + fold.quarantined == sent1, 60, what="first flood folded")
+    await all_folded(fold, sent1, "first flood")
+    await in_the_view(agg)
     warm = deep_size(fold, (fold._topics, fold.cfg))
     sent2 = await asyncio.to_thread(flood, mosquitto, N, t, "b")
     sent = sent1 + sent2
-    await eventually(lambda: fold.folded + fold.quarantined == sent, 60,
-                     what="every message folded or quarantined")
-    await eventually(lambda: agg.last is not None and agg.last.view["meta"]["quarantined"] == fold.quarantined,
-                     5, what="counted in the view")
+    await all_folded(fold, sent, "both floods")
+    await in_the_view(agg)
     after = deep_size(fold, (fold._topics, fold.cfg))
     topic_cache = deep_size(fold._topics)
     assert len(fold.services) == cfg.max_services
