@@ -1,16 +1,23 @@
 """Aggregator shards: one aggregator against two shards (``0/2`` + ``1/2``) on the same stream.
 
-    .venv/bin/python bench/bench_shards.py [--instances 10000] [--series 20] [--procs 4] [--seconds 40]
+    .venv/bin/python bench/bench_shards.py [--instances 10000] [--series 20] [--procs 4] [--seconds 30]
+                                           [--drain-rounds 4]
 
 Everything real: a private mosquitto, ``opsdash aggregator`` processes, and publisher processes
-running the reporter's pure core for many instances each (bench_e2e.py's ``publisher`` role: the
-same payloads a Reporter sends, status retained at connect, metrics every 1 s). Run A: one aggregator
-(the baseline); run B: two shards, with the same publishers. Printed for each: messages folded per
-second (``meta.folded`` of the published view, over the measuring window), completeness
-(``meta.completeness.ratio``), RSS and CPU seconds per 1,000 messages of each aggregator process.
-The ratio ``B / A`` of folded rates is the figure (aim with 2 shards on 2 cores: ≥ 1.7 when one
-aggregator cannot keep up; when one can, both fold everything and the ratio is ~1). The machine is
-shared: compare ratios of one run, not absolute figures.
+running the reporter's pure core for many instances each (the same payloads a Reporter sends, status
+retained at connect). Two measurements, each for one aggregator (the baseline) and for two shards:
+
+1. **Paced**: every instance sends one metrics message a second (bench_e2e.py's ``publisher``) for
+   ``--seconds``: completeness (``meta.completeness.ratio`` of the published view), instances in the
+   view, RSS and CPU of each aggregator process. On 2 shared cores the publishers may not reach the
+   offered rate; the folded rate here says what they reached, not what the aggregator can do.
+2. **Drain** (the capacity): the aggregators subscribe (their broker sessions persist), stop; the
+   publishers put ``--drain-rounds`` metrics messages per instance into the broker at once; the
+   aggregators start again and fold what their sessions queued. Folded messages per second until all
+   are folded (``meta.folded`` of the published view) is what one aggregator, or two shards, can fold.
+   The figure of merit is the ratio 2 shards / 1 (aim on 2 cores: ≥ 1.7).
+
+The machine is shared: compare the ratios of one run, not absolute figures.
 """
 
 from __future__ import annotations
@@ -72,6 +79,40 @@ class ViewWatch:
 
     def meta(self) -> dict[str, Any]:
         return (self.view or {}).get("meta") or {}
+
+
+def role_burst(port: int, first: int, count: int, series: int, services: int, rounds: int) -> None:
+    """Publish ``rounds`` metrics messages for each of ``count`` instances as fast as the broker takes
+    them (QoS 1), then print ``done`` (the drain measurement's input)."""
+    import paho.mqtt.client as mqtt
+
+    from telemetry_bus.contract import encode, topics
+    from telemetry_bus.reporter import ReporterCore
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-burst-{first}")
+    c.max_inflight_messages_set(1000)
+    c.max_queued_messages_set(0)
+    c.connect("127.0.0.1", port, keepalive=60)
+    c.loop_start()
+    now = time.time()
+    insts = []
+    for k in range(first, first + count):
+        svc, name = f"scale-{k % services}", f"inst-{k:05d}"
+        core = ReporterCore(f"burst{k:06d}", 1.0, now)
+        insts.append((core, topics.metrics("$ops", svc, name)))
+    last = None
+    for r in range(rounds):
+        for core, topic in insts:
+            for j in range(series - 2):
+                core.inc(f"c_{j:02d}_total", r + j + 1)
+            core.observe("h_00_ms", 1.0 + r)
+            core.observe("h_01_ms", 2.0 + r)
+            last = c.publish(topic, encode(core.take(now + r + 1)), qos=1)
+    if last is not None:
+        last.wait_for_publish(120)
+    c.loop_stop()
+    c.disconnect()
+    print("done", flush=True)
 
 
 def start_aggregator(port: int, k: int, n: int) -> subprocess.Popen[bytes]:
@@ -137,14 +178,70 @@ async def run(a: argparse.Namespace, shards: int, workdir: Path) -> dict[str, An
         broker.stop()
 
 
+async def drain(a: argparse.Namespace, shards: int, workdir: Path) -> dict[str, Any]:
+    broker = Mosquitto(workdir / f"drain-{shards}", extra_conf="max_queued_messages 0\nmax_queued_bytes 0")
+    broker.start()
+    watch = ViewWatch()
+    watcher = asyncio.create_task(watch.run(broker.port))
+    aggs = [start_aggregator(broker.port, k, shards) for k in range(shards)]
+    try:
+        # 1. every instance's status once (shards subscribe per service), while the aggregators run
+        per = a.instances // a.procs
+
+        def burst(rounds: int) -> list[subprocess.Popen[bytes]]:
+            args = [str(a.series), str(a.services), str(rounds)]
+            return [subprocess.Popen([sys.executable, __file__, "burst", str(broker.port), str(i * per),
+                                      str(per), *args], stdout=subprocess.PIPE, cwd=ROOT)
+                    for i in range(a.procs)]
+
+        pubs = burst(1)
+        for p in pubs:
+            p.wait(300)
+        await asyncio.sleep(5)
+        for p in aggs:
+            stop(p)  # their broker sessions (and subscriptions) stay
+        folded_before = 0
+        # 2. the backlog: rounds x instances metrics messages, queued for the stopped aggregators
+        pubs = burst(a.drain_rounds)
+        for p in pubs:
+            p.wait(600)
+        backlog = per * a.procs * a.drain_rounds
+        # 3. start again and time the drain, from the published view's meta.folded
+        watch.view = None
+        t0 = time.monotonic()
+        aggs = [start_aggregator(broker.port, k, shards) for k in range(shards)]
+        deadline = t0 + 600
+        while time.monotonic() < deadline:
+            folded = int(watch.meta().get("folded") or 0)
+            if folded >= backlog:
+                break
+            await asyncio.sleep(0.05)
+        elapsed = time.monotonic() - t0
+        folded = int(watch.meta().get("folded") or 0) - folded_before
+        return {"shards": shards, "backlog": backlog, "folded": folded, "seconds": round(elapsed, 2),
+                "folded_per_s": round(folded / elapsed, 1), "rss_mb": [round(rss_mb(p.pid), 1) for p in aggs]}
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await watcher
+        for p in aggs:
+            stop(p)
+        broker.stop()
+
+
 async def main_async(a: argparse.Namespace) -> dict[str, Any]:
+    res: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="opsdash-bench-shards-") as d:
-        one = await run(a, 1, Path(d))
-        print(json.dumps(one), flush=True)
-        two = await run(a, 2, Path(d))
-        print(json.dumps(two), flush=True)
-    return {"one": one, "two": two, "ratio": round(two["folded_per_s"] / one["folded_per_s"], 2)
-            if one["folded_per_s"] else None}
+        for shards in (1, 2):
+            res[f"drain{shards}"] = await drain(a, shards, Path(d))
+            print(json.dumps(res[f"drain{shards}"]), flush=True)
+        if a.seconds:
+            for shards in (1, 2):
+                res[f"paced{shards}"] = await run(a, shards, Path(d))
+                print(json.dumps(res[f"paced{shards}"]), flush=True)
+    one, two = res["drain1"]["folded_per_s"], res["drain2"]["folded_per_s"]
+    res["ratio"] = round(two / one, 2) if one else None
+    return res
 
 
 def main() -> None:
@@ -155,15 +252,26 @@ def main() -> None:
     ap.add_argument("--procs", type=int, default=4)
     ap.add_argument("--warm", type=float, default=20)
     ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--drain-rounds", type=int, default=4)
+    if len(sys.argv) > 1 and sys.argv[1] == "burst":
+        port, first, count, series, services, rounds = map(int, sys.argv[2:8])
+        role_burst(port, first, count, series, services, rounds)
+        return
     a = ap.parse_args()
     res = asyncio.run(main_async(a))
-    one, two = res["one"], res["two"]
-    print(f"\n# shards: {a.instances} instances x {a.series} series at 1 s, {a.procs} publisher processes")
+    print(f"\n# shards: {a.instances} instances x {a.series} series, {a.procs} publisher processes")
     print("| figure | 1 aggregator | 2 shards |")
     print("|---|---|---|")
-    for key in ("folded_per_s", "completeness", "instances_in_view", "rss_mb", "cpu_pct", "cpu_s_per_1000"):
-        print(f"| {key} | {one[key]} | {two[key]} |")
-    print(f"| folded rate, 2 shards / 1 | | {res['ratio']} |")
+    d1, d2 = res["drain1"], res["drain2"]
+    print(f"| drain: {d1['backlog']} queued metrics messages folded in | {d1['seconds']} s "
+          f"| {d2['seconds']} s |")
+    print(f"| drain: folded per second | {d1['folded_per_s']} | {d2['folded_per_s']} |")
+    print(f"| drain: folded rate, 2 shards / 1 | | {res['ratio']} |")
+    print(f"| drain: RSS MB per process | {d1['rss_mb']} | {d2['rss_mb']} |")
+    if "paced1" in res:
+        p1, p2 = res["paced1"], res["paced2"]
+        for key in ("completeness", "instances_in_view", "folded_per_s", "rss_mb", "cpu_pct"):
+            print(f"| paced at 1 s: {key} | {p1[key]} | {p2[key]} |")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -116,6 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"opsdash: bad configuration: {exc}", file=sys.stderr)
         return 2
+    if args.command in ("aggregator", "probes", "gateway", "recorder", "notifier", "up"):
+        # SIGTERM (docker stop, systemd, a supervisor) stops as Ctrl-C does: tasks cancelled, each part
+        # says goodbye (status offline "stopped", not its Last Will "lost") and closes its connections
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         match args.command:
             case "aggregator":

@@ -293,8 +293,16 @@ class AggregatorService:
                          self.root)
                 # Messages are folded as they arrive (see _folding_queue); this only waits for the
                 # connection to end, which raises MqttError.
-                async for _ in client.messages:
-                    pass
+                try:
+                    async for _ in client.messages:
+                        pass
+                except asyncio.CancelledError:
+                    if self.merger is not None:  # a clean stop sends no Last Will: say it ourselves
+                        bye = msgspec.json.encode(self._status("offline", "stopped"))
+                        with contextlib.suppress(Exception):
+                            await asyncio.wait_for(client.publish(shard_topics.status(self.root, self.shard),
+                                                                  bye, qos=1, retain=True), 2)
+                    raise
 
         def lost(_exc: Exception) -> None:
             self._client = None

@@ -285,6 +285,16 @@ async def test_two_shard_processes_publish_one_exact_view_and_a_killed_shard_sho
                          what=lambda: f"shard 1 publishing, ingest unknown: {bus.svc('ingest')}\n{logs()}")
         assert bus.svc("api")["status"] == "healthy"
         assert bus.view["health"]["components"]["postgres"]["status"] == "unknown"
+        # shard 0 back: it publishes again; a clean stop of shard 1 (SIGTERM: no Last Will) still says so
+        procs[0] = _shard(mosquitto.url, 0, tmp_path / "shard0.log")
+        await _until(lambda: bus.view is not None and bus.view["meta"]["aggregator"] == "sh-0"
+                     and bus.svc("ingest").get("status") == "healthy", timeout=30,
+                     what=lambda: f"shard 0 back and publishing: {bus.svc('ingest')}\n{logs()}")
+        procs[1].send_signal(signal.SIGTERM)
+        procs[1].wait(15)
+        stopped = "aggregator shard 1/2 (sh-1) is offline: stopped"
+        await _until(lambda: bus.svc("api").get("reason") == stopped, timeout=15,
+                     what=lambda: f"shard 1's services unknown after a clean stop: {bus.svc('api')}\n{logs()}")
     finally:
         for r in reps:
             await r.stop()
