@@ -16,7 +16,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import aiomqtt
@@ -46,6 +46,13 @@ if TYPE_CHECKING:
 __all__ = ["AggregatorService"]
 
 log = logging.getLogger("opsdash.aggregator")
+
+#: How long a subscribe (or the alerts' sync echo) at the start of a session may wait for the broker.
+#: A session the broker kept (clean_session=False) gets every message queued while we were away before
+#: the SUBACK; with a large backlog, folding it takes longer than aiomqtt's 10 s, and a timeout there
+#: would drop the connection and start over behind the same backlog (measured: 40,000 queued messages
+#: took 181 s to get through that way, bench/bench_shards.py).
+SESSION_CALL_TIMEOUT_S = 300.0
 
 
 class AggregatorService:
@@ -185,7 +192,7 @@ class AggregatorService:
 
     async def _subscribe_service(self, client: aiomqtt.Client, name: str) -> None:
         try:
-            await client.subscribe(f"{self._svc_prefix}{name}/#", qos=1)
+            await _subscribe(client, f"{self._svc_prefix}{name}/#")
             log.info("aggregator shard %s: folding service %s", self.acfg.shard, name)
         except aiomqtt.MqttError as exc:
             self._subscribed.discard(name)  # tried again with its next status message
@@ -265,26 +272,27 @@ class AggregatorService:
         async def session() -> None:
             async with self._new_client() as client:
                 if self.merger is None:
-                    await client.subscribe(f"{self.root}/v1/svc/#", qos=1)
-                    await client.subscribe(f"{self.root}/v1/probe/#", qos=1)
+                    await _subscribe(client, f"{self.root}/v1/svc/#")
+                    await _subscribe(client, f"{self.root}/v1/probe/#")
                 else:
                     # each shard receives only its services: found by their retained status, then
                     # subscribed one by one (receiving all and dropping most would not spread the work)
                     self._client = client
-                    await client.subscribe(f"{self._shard_prefix}+/+", qos=1)
+                    await _subscribe(client, f"{self._shard_prefix}+/+")
                     await client.publish(shard_topics.status(self.root, self.shard),
-                                         msgspec.json.encode(self._status("online")), qos=1, retain=True)
+                                         msgspec.json.encode(self._status("online")), qos=1, retain=True,
+                                         timeout=SESSION_CALL_TIMEOUT_S)
                     for name in sorted(self._subscribed | set(self.fold.cfg.expected_services)):
                         self._subscribed.add(name)
-                        await client.subscribe(f"{self._svc_prefix}{name}/#", qos=1)
-                    await client.subscribe(f"{self._svc_prefix}+/+/status", qos=1)
+                        await _subscribe(client, f"{self._svc_prefix}{name}/#")
+                    await _subscribe(client, f"{self._svc_prefix}+/+/status")
                     if self.shard == 0:
-                        await client.subscribe(f"{self.root}/v1/probe/#", qos=1)
+                        await _subscribe(client, f"{self.root}/v1/probe/#")
                 if self.alerts is not None:
                     for t in self.alerts.subscriptions():
-                        await client.subscribe(t, qos=1)
+                        await _subscribe(client, t)
                     # the echo comes after the retained alert state: then alerts are evaluated
-                    await client.publish(self.alerts.sync_topic, b"1", qos=1)
+                    await client.publish(self.alerts.sync_topic, b"1", qos=1, timeout=SESSION_CALL_TIMEOUT_S)
                 self._client = client
                 self._need_snapshot = True  # gateways may have missed patches while we were away
                 self.connected.set()
@@ -362,11 +370,12 @@ class AggregatorService:
                 if out.base > 0:
                     patch = ViewPatch(seq=out.seq, base=out.base, ts=out.ts, patch=out.patch,
                                       append=out.append, errors=out.errors)
-                    await client.publish(shard_topics.patch(self.root, self.shard), encode(patch), qos=1)
+                    self._background(self._publish_qos1(client, shard_topics.patch(self.root, self.shard),
+                                                        encode(patch), what="this shard's view"))
                 if out.ts - self._partial_snapshot_at >= self.acfg.snapshot_every_s or out.base == 0:
-                    await client.publish(shard_topics.snapshot(self.root, self.shard),
-                                         encode(ViewSnapshot(seq=out.seq, ts=out.ts, state=out.view)),
-                                         qos=1, retain=True)
+                    snap = encode(ViewSnapshot(seq=out.seq, ts=out.ts, state=out.view))
+                    self._background(self._publish_qos1(client, shard_topics.snapshot(self.root, self.shard),
+                                                        snap, retain=True, what="this shard's view"))
                     self._partial_snapshot_at = out.ts
             except aiomqtt.MqttError as exc:
                 log.warning("aggregator: could not publish this shard's view (%s)", exc)
@@ -501,14 +510,32 @@ class AggregatorService:
                 self.published_patches += 1
             if self._need_snapshot or out.ts - self._last_snapshot_at >= self.acfg.snapshot_every_s:
                 snap = ViewSnapshot(seq=out.seq, ts=out.ts, state=out.view)
-                await client.publish(topics.snapshot(self.root), encode(snap), qos=1, retain=True)
                 self._last_snapshot_at = out.ts
                 self._need_snapshot = False
                 self.published_snapshots += 1
+                # the PUBACK may wait behind a backlog of incoming messages: not in the tick's way
+                # (the packet goes out at once and in order; a failure asks for the next snapshot)
+                self._background(self._publish_qos1(client, topics.snapshot(self.root), encode(snap),
+                                                    retain=True, what="the view"))
         except aiomqtt.MqttError as exc:
             log.warning("aggregator: could not publish the view (%s)", exc)
             self._need_snapshot = True
         await self._publish_alerts(client)
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a publish beside the tick (tasks start in order, so their packets go out in order)."""
+        task = asyncio.create_task(coro)
+        self._second_tasks.add(task)
+        task.add_done_callback(self._second_tasks.discard)
+
+    async def _publish_qos1(self, client: aiomqtt.Client, topic: str, payload: bytes, *, what: str,
+                            retain: bool = False) -> None:
+        try:
+            await client.publish(topic, payload, qos=1, retain=retain, timeout=SESSION_CALL_TIMEOUT_S)
+        except aiomqtt.MqttError as exc:
+            log.warning("aggregator: could not publish %s (%s)", what, exc)
+            self._need_snapshot = True
+            self._partial_snapshot_at = -math.inf
 
     async def _publish_alerts(self, client: aiomqtt.Client) -> None:
         if self.alerts is None:
@@ -521,6 +548,10 @@ class AggregatorService:
                 log.warning("aggregator: could not publish alerts (%s); kept for the next tick", exc)
                 self.alerts.outbox[:0] = out[i:]
                 return
+
+
+async def _subscribe(client: aiomqtt.Client, topic: str) -> None:
+    await client.subscribe(topic, qos=1, timeout=SESSION_CALL_TIMEOUT_S)
 
 
 def _folding_queue(feed: Callable[[aiomqtt.Message], None]) -> type[asyncio.Queue[aiomqtt.Message]]:
