@@ -105,6 +105,31 @@ def _export(config: Config, what: str, job: str, output: str | None) -> int:
     return 0
 
 
+def _run(part: Coroutine[Any, Any, None]) -> None:
+    """Run a long-running part until it ends, Ctrl-C, or SIGTERM (docker stop, systemd, a supervisor).
+    SIGTERM cancels it as Ctrl-C does, at an await: each part says goodbye (status offline "stopped",
+    not its Last Will "lost") and closes its connections before the process exits."""
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        stopping = False
+
+        def stop() -> None:
+            nonlocal stopping
+            stopping = True
+            task.cancel()
+
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop)
+        try:
+            await part
+        except asyncio.CancelledError:
+            if not stopping:
+                raise
+
+    asyncio.run(main())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
@@ -117,31 +142,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"opsdash: bad configuration: {exc}", file=sys.stderr)
         return 2
-    if args.command in ("aggregator", "probes", "gateway", "recorder", "notifier", "up"):
-        # SIGTERM (docker stop, systemd, a supervisor) stops as Ctrl-C does: tasks cancelled, each part
-        # says goodbye (status offline "stopped", not its Last Will "lost") and closes its connections
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         match args.command:
             case "aggregator":
                 from opsdash.wiring import run_aggregator
-                asyncio.run(run_aggregator(config))
+                _run(run_aggregator(config))
             case "probes":
                 from opsdash.wiring import run_probes
-                asyncio.run(run_probes(config))
+                _run(run_probes(config))
             case "gateway":
                 from opsdash.wiring import run_gateway
-                asyncio.run(run_gateway(config))
+                _run(run_gateway(config))
             case "recorder":
                 from history.recorder import HISTORY_OFF
                 from opsdash.wiring import run_recorder
                 if not config.history.enabled:
                     print(f"opsdash recorder: {HISTORY_OFF}", file=sys.stderr)
                     return 2
-                asyncio.run(run_recorder(config))
+                _run(run_recorder(config))
             case "notifier":
                 from opsdash.wiring import run_notifier
-                asyncio.run(run_notifier(config))
+                _run(run_notifier(config))
             case "up":
                 from history.recorder import HISTORY_OFF
                 from opsdash.wiring import run_aggregator, run_gateway, run_notifier, run_probes, run_recorder
@@ -152,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     parts.append(run_recorder)
                 else:
                     log.info("opsdash up: %s", HISTORY_OFF)
-                asyncio.run(_run_parts(parts, config))
+                _run(_run_parts(parts, config))
             case "demo":
                 from opsdash.demo import run_demo
                 return run_demo(config, args)

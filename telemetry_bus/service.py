@@ -310,6 +310,8 @@ class AggregatorService:
                         with contextlib.suppress(Exception):
                             await asyncio.wait_for(client.publish(shard_topics.status(self.root, self.shard),
                                                                   bye, qos=1, retain=True), 2)
+                            # a clean DISCONNECT now, or the broker sends our Last Will ("lost") after it
+                            await asyncio.wait_for(client.__aexit__(None, None, None), 2)
                     raise
 
         def lost(_exc: Exception) -> None:
