@@ -6,12 +6,14 @@ Plain msgspec Structs; ``opsdash.config`` loads them from TOML plus ``OPSDASH_*`
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Final
 from urllib.parse import unquote, urlsplit
 
 import msgspec
 
-__all__ = ["AggregatorConfig", "MqttConfig", "MqttEndpoint", "ReporterConfig", "Thresholds"]
+__all__ = ["SHARD_PATTERN", "AggregatorConfig", "MqttConfig", "MqttEndpoint", "ReporterConfig", "Thresholds",
+           "parse_shard"]
 
 SEED_SERVICES: Final = ("ingest", "evaluator", "dispatcher", "delivery")
 
@@ -111,6 +113,23 @@ class Thresholds(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         default_factory=lambda: {"webhooks_failed": "webhooks_sent"})
 
 
+SHARD_PATTERN: Final = re.compile(r"^(\d{1,2})/(\d{1,2})$")
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """``"k/n"`` → ``(k, n)``; ValueError naming what is wrong."""
+    m = SHARD_PATTERN.match(spec)
+    if m is None:
+        raise ValueError(f"shard must be k/n (e.g. 0/2), got {spec!r}")
+    k, n = int(m.group(1)), int(m.group(2))
+    if not 1 <= n <= 64:
+        raise ValueError(f"shard count must be 1..64, got {spec!r}")
+    if not 0 <= k < n:
+        raise ValueError(f"shard index must be 0..{n - 1}, got {spec!r}")
+    return k, n
+
+
+
 class AggregatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     id: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")] = "agg-1"
     #: ``k/n``: this process folds the services whose name hashes to k of n (probes on shard 0); the
@@ -152,8 +171,6 @@ class AggregatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     write_latency: str = "ingest.influx_write_ms"
 
     def __post_init__(self) -> None:
-        from telemetry_bus.shards import parse_shard
-
         parse_shard(self.shard)  # ValueError: "shard must be k/n (e.g. 0/2), got '3'"
         if self.window_s > self.history_s:
             raise ValueError(f"window_s must not exceed history_s, got {self.window_s!r}")

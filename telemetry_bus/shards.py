@@ -23,7 +23,6 @@ A shard that is offline (its Last Will) or never reported keeps its place: its s
 
 from __future__ import annotations
 
-import re
 import zlib
 from collections import deque
 from collections.abc import Iterable
@@ -32,7 +31,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from telemetry_bus.config import AggregatorConfig
+from telemetry_bus.config import SHARD_PATTERN, AggregatorConfig, parse_shard
 from telemetry_bus.contract import ViewPatch, ViewSnapshot
 from telemetry_bus.health import worst
 from telemetry_bus.state import FEED_LEN, iso, rnd
@@ -42,7 +41,6 @@ from telemetry_bus.view_diff import apply_view_patch, canonical, compose, diff
 __all__ = ["SHARD_PATTERN", "MergedTick", "ShardMerger", "ShardSection", "ShardStatus", "parse_shard",
            "shard_config", "shard_of", "shard_topics"]
 
-SHARD_PATTERN: Final = re.compile(r"^(\d{1,2})/(\d{1,2})$")
 #: the view's throughput figures and the config key naming the counter each is the rate of
 _THROUGHPUT: Final = (("ingest_rate_per_sec", "ingest_rate"), ("alert_rate_per_sec", "alert_rate"),
                       ("delivery_rate_per_sec", "delivery_rate"), ("write_rate_per_sec", "write_rate"),
@@ -54,19 +52,6 @@ _SERIES: Final = (("ingest_rate", "ingest_rate"), ("alert_rate", "alert_rate"),
                   ("write_p95", "write_latency"), ("write_p99", "write_latency"))
 _KINDS: Final = ("snapshot", "patch", "status", "second")
 _META_SUMS: Final = ("folded", "duplicates", "quarantined")
-
-
-def parse_shard(spec: str) -> tuple[int, int]:
-    """``"k/n"`` → ``(k, n)``; ValueError naming what is wrong."""
-    m = SHARD_PATTERN.match(spec)
-    if m is None:
-        raise ValueError(f"shard must be k/n (e.g. 0/2), got {spec!r}")
-    k, n = int(m.group(1)), int(m.group(2))
-    if not 1 <= n <= 64:
-        raise ValueError(f"shard count must be 1..64, got {spec!r}")
-    if not 0 <= k < n:
-        raise ValueError(f"shard index must be 0..{n - 1}, got {spec!r}")
-    return k, n
 
 
 def shard_config(cfg: AggregatorConfig, k: int, n: int) -> AggregatorConfig:
