@@ -246,7 +246,12 @@ class RecorderService:
 
     async def _roll(self, force: bool) -> None:
         await self.writer.rollup(force=force)
-        await self.writer.compact_views()
+        try:
+            await self.writer.compact_views()
+        except _DB_ERRORS:
+            raise
+        except Exception:  # packing is an optimisation: a bug there must not stop the recording
+            log.exception("recorder: packing the view stream failed; the rows stay unpacked")
 
     async def _maintenance_loop(self) -> None:
         while True:

@@ -344,6 +344,8 @@ class Writer:
         if self.pool is None:
             return 0
         horizon = self._latest_view_ts - COMPACT_AFTER_S if before is None else before
+        if not math.isfinite(horizon):
+            return 0  # no view message written yet (-inf % BLOCK_S is NaN)
         horizon -= horizon % BLOCK_S
         if horizon <= self._packed_before:
             return 0

@@ -389,3 +389,16 @@ def test_a_block_keeps_every_patch_exactly_and_only_the_snapshots_it_cannot_deri
     assert [(m.ts, m.seq, m.base) for m in got] == [(m.ts, m.seq, m.base) for m in want]
     for g, w in zip(got, want, strict=True):  # exactly, key order included
         assert _enc.encode(g.body) == _enc.encode(w.body), (w.seq, g.body, w.body)
+
+
+async def test_packing_before_any_view_message_is_a_no_op(database_url: str) -> None:
+    """The recorder packs after every write; its first writes may hold only events or seconds (no view
+    message yet): packing then does nothing, where it raised on a NaN horizon and stopped the recorder."""
+    from history.store import Writer
+
+    w = Writer(database_url)
+    await w.open()
+    try:
+        assert await w.compact_views() == 0
+    finally:
+        await w.close()
