@@ -212,6 +212,15 @@ class RecorderService:
                         len(self.buffer))
         self.db_up, self.db_error = False, why
 
+    def _failed(self, exc: Exception) -> None:
+        """A write or rollup failed: the database is away (or a connection broke mid-operation, e.g.
+        asyncpg's InternalClientError); anything else is a bug, logged with its traceback. Either way
+        the buffer is kept and the loop tries again: a failure never ends the recording."""
+        if not isinstance(exc, (*_DB_ERRORS, asyncpg.InternalClientError)):
+            log.exception("recorder: unexpected error while writing; buffering and trying again",
+                          exc_info=exc)
+        self._down(exc)
+
     async def _write_loop(self) -> None:
         await self._connect_db()
         backoff = 0.2
@@ -221,15 +230,20 @@ class RecorderService:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 5.0)
                 if not self.buffer:
-                    await self._roll(force=False)
+                    try:  # idle: rollups and packing (the database may go away meanwhile)
+                        await self._roll(force=False)
+                    except Exception as exc:  # whatever it was: keep recording
+                        self._failed(exc)
+                        await asyncio.sleep(random.uniform(backoff / 2, backoff))
+                        backoff = min(backoff * 2, 5.0)
                     continue
             batch = list(islice(self.buffer, self.rcfg.batch))
             started = time.perf_counter()
             try:
                 await self.writer.write([it for _, _, it in batch])
                 await self._roll(force=False)
-            except _DB_ERRORS as exc:
-                self._down(exc)
+            except Exception as exc:  # the batch stays buffered; tried again
+                self._failed(exc)
                 await asyncio.sleep(random.uniform(backoff / 2, backoff))
                 backoff = min(backoff * 2, 5.0)
                 continue

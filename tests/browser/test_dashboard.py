@@ -142,8 +142,9 @@ def test_numbers_on_the_page_equal_the_rest_values(stack: Stack, open_page: Any)
     # the fleet's known traffic: at most 80 msg/s into ingest (a 0.25 s sleep loop, so a little
     # less). Rates are placed on the aggregator's arrival clock, so a message delayed by a loaded
     # machine shifts its counts by that delay; exactness against recorded increments is
-    # tests/bus/test_rates_e2e.py's job, this checks the page shows a sane figure.
-    assert 0 < tp["ingest_rate_per_sec"] <= 80 * 1.05
+    # tests/bus/test_rates_e2e.py's job, this checks the page shows a sane figure (CI saw 88.95 at a
+    # load average of ~10: seconds of messages held back, then folded inside the window at once).
+    assert 0 < tp["ingest_rate_per_sec"] <= 80 * 1.25
     # status is a word as well as a colour; the degraded probe's reason is shown
     keycloak = page.locator('[data-testid="comp-keycloak"]')
     assert "Degraded" in keycloak.inner_text()
