@@ -28,7 +28,6 @@ from telemetry_bus.contract import ViewPatch, ViewSnapshot, decode_patch, decode
 from telemetry_bus.fold import Fold, TickOutput
 from telemetry_bus.reconnect import Backoff, Brokers, reconnect_forever
 from telemetry_bus.shards import (
-    MergedTick,
     ShardMerger,
     ShardSection,
     ShardStatus,
@@ -91,7 +90,7 @@ class AggregatorService:
         #: alerts (design.md section 9): the section's bus side; the wiring adds it to fold.view
         self.alerts = alerts
         #: the last view published (with shards: the merged view, on the leading shard)
-        self.last: TickOutput | MergedTick | None = None
+        self.last: TickOutput | None = None
         self.connected = asyncio.Event()
         self.published_patches = 0
         self.published_snapshots = 0
@@ -498,7 +497,7 @@ class AggregatorService:
                 log.warning("aggregator: could not publish the history second (%s)", exc)
                 return
 
-    async def _publish(self, out: TickOutput | MergedTick) -> None:
+    async def _publish(self, out: TickOutput) -> None:
         client = self._client
         if client is None:
             return

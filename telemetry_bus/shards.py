@@ -26,13 +26,14 @@ from __future__ import annotations
 import zlib
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import msgspec
 
 from telemetry_bus.config import SHARD_PATTERN, AggregatorConfig, parse_shard
 from telemetry_bus.contract import ViewPatch, ViewSnapshot
+from telemetry_bus.fold import TickOutput
 from telemetry_bus.health import worst
 from telemetry_bus.state import FEED_LEN, iso, rnd
 from telemetry_bus.view import SectionContext, ViewBuilder
@@ -182,14 +183,9 @@ class MergedState:
 
 
 @dataclass(slots=True)
-class MergedTick:
-    seq: int
-    ts: float
-    view: dict[str, Any]
-    patch: dict[str, Any]
-    append: dict[str, list[float | None]]
-    base: int
-    errors: list[dict[str, Any]] = field(default_factory=list)
+class MergedTick(TickOutput):
+    """A tick of the merged view: what a fold's tick gives, and whether a snapshot must follow."""
+
     #: the patch cannot carry this tick's change (a series got more than one point): send a snapshot
     resync: bool = False
 

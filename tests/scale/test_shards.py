@@ -89,6 +89,16 @@ def _feed_all(folds: list[Fold], fold_of: Any, reps: list[FakeReporter], seconds
     return now
 
 
+def _shard_folds(t0: float) -> list[Fold]:
+    """Two shards' folds, as two ``opsdash aggregator`` processes with 0/2 and 1/2 build them."""
+    folds = []
+    for k in range(2):
+        f = Fold(shard_config(AggregatorConfig(id=f"sh-{k}", shard=f"{k}/2"), k, 2), ROOT, t0)
+        f.view.add("shard", ShardSection(k, 2))
+        folds.append(f)
+    return folds
+
+
 def _strip(view: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in view.items() if k not in ("meta", "errors", "shard", "series")}
     return json.loads(json.dumps(out, sort_keys=True))  # type: ignore[no-any-return]
@@ -98,11 +108,7 @@ def test_the_merged_view_is_the_view_of_one_aggregator() -> None:
     cfg = AggregatorConfig(id="one")
     t0 = 1000.0
     single = Fold(cfg, ROOT, t0)
-    shards = []
-    for k in range(2):
-        f = Fold(shard_config(AggregatorConfig(id=f"sh-{k}", shard=f"{k}/2"), k, 2), ROOT, t0)
-        f.view.add("shard", ShardSection(k, 2))
-        shards.append(f)
+    shards = _shard_folds(t0)
     reps = [FakeReporter(s, f"{s}-{i}") for s in SERVICES for i in range(2)]
     now = _feed_all([single, *shards], lambda name: shards[shard_of(name, 2) if name else 0], reps, 20, t0)
     merger = ShardMerger(0, 2, AggregatorConfig(id="sh-0", shard="0/2"))
@@ -139,11 +145,7 @@ def test_the_merged_view_is_the_view_of_one_aggregator() -> None:
 
 def test_a_dead_shard_shows_its_services_unknown_with_the_reason() -> None:
     t0 = 1000.0
-    shards = []
-    for k in range(2):
-        f = Fold(shard_config(AggregatorConfig(id=f"sh-{k}", shard=f"{k}/2"), k, 2), ROOT, t0)
-        f.view.add("shard", ShardSection(k, 2))
-        shards.append(f)
+    shards = _shard_folds(t0)
     reps = [FakeReporter(s, f"{s}-0") for s in SERVICES]
     now = _feed_all([Fold(AggregatorConfig(), ROOT, t0), *shards], lambda name: shards[shard_of(name, 2) if name else 0], reps, 5, t0)
     merger = ShardMerger(0, 2, AggregatorConfig(id="sh-0", shard="0/2"))
@@ -309,11 +311,7 @@ def test_merged_patches_composed_from_the_shards_patches_rebuild_every_merged_vi
     """The merged ``services`` patch is the shards' own patches composed (not a second diff of every
     changed instance): applied tick after tick, the patches rebuild each merged view exactly."""
     t0 = 1000.0
-    shards = []
-    for k in range(2):
-        f = Fold(shard_config(AggregatorConfig(id=f"sh-{k}", shard=f"{k}/2"), k, 2), ROOT, t0)
-        f.view.add("shard", ShardSection(k, 2))
-        shards.append(f)
+    shards = _shard_folds(t0)
     reps = [FakeReporter(s, f"{s}-{i}") for s in SERVICES for i in range(3)]
     now = _feed_all([Fold(AggregatorConfig(), ROOT, t0), *shards], lambda name: shards[shard_of(name, 2) if name else 0],
                     reps, 3, t0)
