@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiomqtt
 import msgspec
@@ -45,13 +45,15 @@ if TYPE_CHECKING:
 __all__ = ["AggregatorService"]
 
 log = logging.getLogger("opsdash.aggregator")
+T = TypeVar("T")
 
-#: How long a subscribe (or the alerts' sync echo) at the start of a session may wait for the broker.
-#: A session the broker kept (clean_session=False) gets every message queued while we were away before
-#: the SUBACK; with a large backlog, folding it takes longer than aiomqtt's 10 s, and a timeout there
-#: would drop the connection and start over behind the same backlog (measured: 40,000 queued messages
-#: took 181 s to get through that way, bench/bench_shards.py).
-SESSION_CALL_TIMEOUT_S = 300.0
+#: A call to the broker (a subscribe, a QoS 1 publish) gives up after this long with nothing from the
+#: broker at all. While messages keep arriving it waits on: a session the broker kept
+#: (clean_session=False) gets every message queued while we were away before the SUBACK, and with a
+#: large backlog a fixed 10 s timeout dropped the connection and started over behind the same backlog
+#: (40,000 queued messages took 181 s, bench/bench_shards.py); a stuck node (NATS while a peer is down)
+#: still fails over after this long.
+STALL_S = 10.0
 
 
 class AggregatorService:
@@ -81,6 +83,7 @@ class AggregatorService:
         #: services of this shard subscribed one by one (found by their retained status)
         self._subscribed: set[str] = set()
         self._owner_cache: dict[str, bool] = {}
+        self._received = 0  # messages from the broker (progress while a call waits, see _patient)
         self._shard_seconds: dict[int, list[dict[str, Any]]] = {}
         self._own_seconds: dict[int, dict[str, Any]] = {}
         self._partial_snapshot_at = -math.inf
@@ -119,6 +122,24 @@ class AggregatorService:
         else:
             self.fold.view.add(name, builder, after=after)
 
+    async def _patient(self, call: Coroutine[Any, Any, T]) -> T:
+        """Await a broker call while the broker keeps sending (see STALL_S); MqttError when it is silent."""
+        task = asyncio.ensure_future(call)
+        try:
+            while True:
+                seen = self._received
+                done, _ = await asyncio.wait({task}, timeout=STALL_S)
+                if done:
+                    return task.result()
+                if self._received == seen:
+                    raise aiomqtt.MqttError(f"Operation timed out (no word from the broker in {STALL_S:g} s)")
+        finally:
+            if not task.done():
+                task.cancel()
+
+    async def _subscribe(self, client: aiomqtt.Client, topic: str) -> None:
+        await self._patient(client.subscribe(topic, qos=1, timeout=math.inf))
+
     def _mine(self, service: str) -> bool:
         return shard_of(service, self.shards) == self.shard
 
@@ -131,6 +152,7 @@ class AggregatorService:
         if not isinstance(payload, bytes):
             payload = str(payload).encode() if payload is not None else b""
         now = self.clock()
+        self._received += 1
         if self.merger is not None and not self._sharded_message(message.topic.value, payload, now):
             return
         if self.alerts is not None and self.alerts.handles(message.topic.value):
@@ -191,7 +213,7 @@ class AggregatorService:
 
     async def _subscribe_service(self, client: aiomqtt.Client, name: str) -> None:
         try:
-            await _subscribe(client, f"{self._svc_prefix}{name}/#")
+            await self._subscribe(client, f"{self._svc_prefix}{name}/#")
             log.info("aggregator shard %s: folding service %s", self.acfg.shard, name)
         except aiomqtt.MqttError as exc:
             self._subscribed.discard(name)  # tried again with its next status message
@@ -271,27 +293,27 @@ class AggregatorService:
         async def session() -> None:
             async with self._new_client() as client:
                 if self.merger is None:
-                    await _subscribe(client, f"{self.root}/v1/svc/#")
-                    await _subscribe(client, f"{self.root}/v1/probe/#")
+                    await self._subscribe(client, f"{self.root}/v1/svc/#")
+                    await self._subscribe(client, f"{self.root}/v1/probe/#")
                 else:
                     # each shard receives only its services: found by their retained status, then
                     # subscribed one by one (receiving all and dropping most would not spread the work)
                     self._client = client
-                    await _subscribe(client, f"{self._shard_prefix}+/+")
-                    await client.publish(shard_topics.status(self.root, self.shard),
-                                         msgspec.json.encode(self._status("online")), qos=1, retain=True,
-                                         timeout=SESSION_CALL_TIMEOUT_S)
+                    await self._subscribe(client, f"{self._shard_prefix}+/+")
+                    hello = msgspec.json.encode(self._status("online"))
+                    await self._patient(client.publish(shard_topics.status(self.root, self.shard), hello,
+                                                       qos=1, retain=True, timeout=math.inf))
                     for name in sorted(self._subscribed | set(self.fold.cfg.expected_services)):
                         self._subscribed.add(name)
-                        await _subscribe(client, f"{self._svc_prefix}{name}/#")
-                    await _subscribe(client, f"{self._svc_prefix}+/+/status")
+                        await self._subscribe(client, f"{self._svc_prefix}{name}/#")
+                    await self._subscribe(client, f"{self._svc_prefix}+/+/status")
                     if self.shard == 0:
-                        await _subscribe(client, f"{self.root}/v1/probe/#")
+                        await self._subscribe(client, f"{self.root}/v1/probe/#")
                 if self.alerts is not None:
                     for t in self.alerts.subscriptions():
-                        await _subscribe(client, t)
+                        await self._subscribe(client, t)
                     # the echo comes after the retained alert state: then alerts are evaluated
-                    await client.publish(self.alerts.sync_topic, b"1", qos=1, timeout=SESSION_CALL_TIMEOUT_S)
+                    await self._patient(client.publish(self.alerts.sync_topic, b"1", qos=1, timeout=math.inf))
                 self._client = client
                 self._need_snapshot = True  # gateways may have missed patches while we were away
                 self.connected.set()
@@ -532,7 +554,7 @@ class AggregatorService:
     async def _publish_qos1(self, client: aiomqtt.Client, topic: str, payload: bytes, *, what: str,
                             retain: bool = False) -> None:
         try:
-            await client.publish(topic, payload, qos=1, retain=retain, timeout=SESSION_CALL_TIMEOUT_S)
+            await self._patient(client.publish(topic, payload, qos=1, retain=retain, timeout=math.inf))
         except aiomqtt.MqttError as exc:
             log.warning("aggregator: could not publish %s (%s)", what, exc)
             self._need_snapshot = True
@@ -551,8 +573,6 @@ class AggregatorService:
                 return
 
 
-async def _subscribe(client: aiomqtt.Client, topic: str) -> None:
-    await client.subscribe(topic, qos=1, timeout=SESSION_CALL_TIMEOUT_S)
 
 
 def _folding_queue(feed: Callable[[aiomqtt.Message], None]) -> type[asyncio.Queue[aiomqtt.Message]]:

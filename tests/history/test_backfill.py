@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import aiomqtt
+import asyncpg
 import pytest
 
 from history.backfill import QS, points_from_rows
@@ -99,7 +100,16 @@ async def test_aggregator_kill_9_restart_backfills_series(mosquitto: Mosquitto, 
                 r.inc("messages_received", 10)
                 r.observe("influx_write_ms", 5.0)
             await asyncio.sleep(0.1)
-        await eventually(lambda: rec.writer.rows_written > 8, timeout=15, what="history written")
+        # the traffic's seconds in history (rows_written also counts the view stream's rows, which can
+        # be there long before the first per-second frame on a loaded machine)
+        conn = await asyncpg.connect(database_url)
+        try:
+            async def framed() -> bool:
+                n = await conn.fetchval("SELECT count(*) FROM frames WHERE ts >= to_timestamp($1)", started)
+                return bool(n and n >= 8)
+            await eventually(framed, timeout=30, what="8 seconds of the traffic in history")
+        finally:
+            await conn.close()
         agg.send_signal(signal.SIGKILL)
         agg.wait(5)
         killed = time.time()
