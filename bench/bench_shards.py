@@ -137,6 +137,17 @@ def stop(p: subprocess.Popen[bytes]) -> None:
             p.wait(5)
 
 
+async def teardown(watcher: asyncio.Task[None], aggs: list[subprocess.Popen[bytes]],
+                   broker: Mosquitto) -> None:
+    """Stop the view watcher, the aggregators and the broker of one measurement."""
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+        await watcher
+    for p in aggs:
+        stop(p)
+    broker.stop()
+
+
 async def run(a: argparse.Namespace, shards: int, workdir: Path) -> dict[str, Any]:
     broker = Mosquitto(workdir / f"mq-{shards}")
     broker.start()
@@ -173,12 +184,7 @@ async def run(a: argparse.Namespace, shards: int, workdir: Path) -> dict[str, An
             p.terminate()
         for p in pubs:
             p.wait(10)
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-            await watcher
-        for p in aggs:
-            stop(p)
-        broker.stop()
+        await teardown(watcher, aggs, broker)
 
 
 async def drain(a: argparse.Namespace, shards: int, workdir: Path) -> dict[str, Any]:
@@ -234,12 +240,7 @@ async def drain(a: argparse.Namespace, shards: int, workdir: Path) -> dict[str, 
                 "first_view_after_s": round(t1 - t0, 2) if first else None, "first_view_folded": f1,
                 "rss_mb": [round(rss_mb(p.pid), 1) for p in aggs]}
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-            await watcher
-        for p in aggs:
-            stop(p)
-        broker.stop()
+        await teardown(watcher, aggs, broker)
 
 
 async def main_async(a: argparse.Namespace) -> dict[str, Any]:
